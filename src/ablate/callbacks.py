@@ -1,0 +1,80 @@
+"""Project callbacks: the augmentation preview grid, throughput and start-up time."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torchvision.utils import make_grid
+
+
+class AugmentationPreview(L.Callback):
+    """Logs n training images as stored and after the `aug` preset to TensorBoard, once at fit start."""
+
+    def __init__(self, n: int = 32) -> None:
+        self.n = n
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        dm = trainer.datamodule
+        if not loggers or dm is None or not hasattr(dm, "preview"):
+            return
+        raw, augmented = dm.preview(self.n)
+        nrow = max(1, int(self.n**0.5))
+        for tag, images in (("aug/original", raw), ("aug/augmented", augmented)):
+            if images is None:
+                continue
+            grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2), nrow=nrow, padding=2)
+            for lg in loggers:
+                lg.experiment.add_image(tag, grid, global_step=0)
+
+
+def process_start_time() -> float:
+    """Unix time at which this process started (Linux /proc; elsewhere the time ablate was imported)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORTED_AT
+
+
+_IMPORTED_AT = time.time()
+
+
+class Throughput(L.Callback):
+    """Logs training images/s (steps after the first `skip`, validation excluded) and start-up time.
+
+    perf/startup_s: seconds from process start to the first training step (imports, data, model).
+    """
+
+    def __init__(self, skip: int = 5) -> None:
+        self.skip = skip
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.images, self.t0, self.t1 = 0, None, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_step == 0 and batch_idx == 0:
+            pl_module.log(
+                "perf/startup_s", time.time() - process_start_time(), on_step=False, on_epoch=True
+            )
+        if batch_idx == self.skip:
+            self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self.t0 is not None:
+            self.images += len(batch[1])
+            self.t1 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.t0 is not None and self.t1 > self.t0:
+            pl_module.log("perf/train_images_per_s", self.images / (self.t1 - self.t0))

@@ -1,0 +1,73 @@
+"""Where the configs live and the OmegaConf resolvers they use (`${repo_root:}`, `${run_name:...}`)."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# An editable install runs from the checkout: <repo>/src/ablate. Otherwise fall back to the cwd.
+_CHECKOUT = PACKAGE_DIR.parents[1]
+REPO_ROOT = _CHECKOUT if (_CHECKOUT / "pyproject.toml").exists() else Path.cwd()
+CONF_DIR = REPO_ROOT / "conf"
+
+# Overrides that say where things are, not what was run: left out of run names.
+_NOT_IN_NAME = ("hydra.", "data.root", "data.cache_dir", "data.num_workers", "log_dir")
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def swept_keys(root: DictConfig | None = None) -> set[str]:
+    """Keys a multirun varies: sweep syntax on the command line (a,b / range / glob) and hydra.sweeper.params."""
+    keys = set()
+    try:
+        parsed = OverridesParser.create().parse_overrides(
+            [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
+        )
+        keys |= {_key(o.input_line) for o in parsed if o.is_sweep_override()}
+    except Exception:  # noqa: BLE001 - not Hydra's command line (e.g. under pytest): nothing swept
+        pass
+    params = (
+        OmegaConf.select(root, "hydra.sweeper.params", default=None) if root is not None else None
+    )
+    return keys | {_key(k) for k in (params or {})}
+
+
+def run_name(overrides: list[str] | None, _root_: DictConfig | None = None) -> str:
+    """A directory/TensorBoard name from the command-line overrides, sorted, seed last."""
+    items = [o.lstrip("+~") for o in overrides or [] if not o.lstrip("+~").startswith(_NOT_IN_NAME)]
+    return _join(items)
+
+
+def sweep_name(overrides: list[str] | None, _root_: DictConfig | None = None) -> str:
+    """A multirun job's name: only the overrides the sweep varies (all of them if none vary)."""
+    swept = swept_keys(_root_)
+    items = [o.lstrip("+~") for o in overrides or [] if _key(o) in swept]
+    return _join(items) if items else run_name(overrides)
+
+
+def _join(items: list[str]) -> str:
+    items.sort(key=lambda o: (o.split("=", 1)[0] == "seed", o))
+    name = ",".join(items).replace("/", "_").replace(" ", "") or "default"
+    if len(name) > 180:  # keep under common filesystem limits (255 bytes), unique by hash
+        name = f"{name[:160]}...{hashlib.sha1(name.encode()).hexdigest()[:10]}"
+    return name
+
+
+def register_resolvers() -> None:
+    """Register the project's resolvers once (idempotent)."""
+    if not OmegaConf.has_resolver("repo_root"):
+        OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
+    if not OmegaConf.has_resolver("run_name"):
+        OmegaConf.register_new_resolver("run_name", run_name)
+    if not OmegaConf.has_resolver("sweep_name"):
+        OmegaConf.register_new_resolver("sweep_name", sweep_name)
+
+
+register_resolvers()

@@ -1,0 +1,100 @@
+"""`summary.json`: what a run was (resolved config, seed, versions, commit) and what came out."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ablate.config import REPO_ROOT
+
+PACKAGES = (
+    "ablate",
+    "torch",
+    "torchvision",
+    "lightning",
+    "torchmetrics",
+    "hydra-core",
+    "omegaconf",
+    "albumentations",
+    "numpy",
+    "tensorboard",
+)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that decide a result, plus Python's."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (with '-dirty' if it has local changes), or None outside git."""
+    try:
+        run = lambda *a: subprocess.run(  # noqa: E731
+            ["git", "-C", str(REPO_ROOT), *a], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        commit = run("rev-parse", "HEAD")
+        return commit + ("-dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _number(v: Any) -> Any:
+    v = float(v.item() if hasattr(v, "item") else v)
+    return v if math.isfinite(v) else str(v)  # JSON has no NaN/inf
+
+
+class RunSummary:
+    """Writes `summary.json` into the run directory: `running` at start, then `completed` or `failed`."""
+
+    def __init__(self, run_dir: str | Path, cfg: DictConfig, seed: int | None) -> None:
+        self.path = Path(run_dir) / "summary.json"
+        self.start = time.perf_counter()
+        self.data: dict[str, Any] = {
+            "status": "running",
+            "seed": seed,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        self.write()
+
+    def write(self) -> None:
+        """Atomically (re)write the file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str))
+        os.replace(tmp, self.path)
+
+    def finish(self, status: str, metrics: dict[str, Any] | None = None, **extra: Any) -> None:
+        """Record the outcome and the wall time."""
+        self.data.update(
+            status=status, wall_time_s=round(time.perf_counter() - self.start, 3), **extra
+        )
+        if metrics is not None:
+            self.data["metrics"] = {k: _number(v) for k, v in sorted(metrics.items())}
+        self.write()
+
+    def failed(self, exc: BaseException) -> None:
+        """Record a failure with its error and traceback."""
+        self.finish(
+            "failed",
+            error=f"{type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(exc))[-4000:],
+        )

@@ -1,0 +1,126 @@
+"""Shared fixtures: tiny generated datasets in every on-disk format, and a runner for the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+CIFAR_CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
+
+
+def toy_images(
+    n: int, size: int, channels: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable toy images: class k has a bright square at position k of a 5x2 grid, plus noise."""
+    y = rng.integers(0, 10, n)
+    x = rng.integers(0, 60, (n, size, size, channels)).astype(np.uint8)
+    cell = size // 5
+    for i, k in enumerate(y):
+        r, c = (k // 5) * (size // 2), (k % 5) * cell
+        x[i, r + 2 : r + 2 + cell, c : c + cell - 1] = 255
+    return x, y.astype(np.int64)
+
+
+def write_idx(folder: Path, prefix: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Write images (N, H, W) and labels in the IDX format of the MNIST files."""
+    n, h, w = x.shape
+    (folder / f"{prefix}-images-idx3-ubyte").write_bytes(
+        struct.pack(">IIII", 0x803, n, h, w) + x.tobytes()
+    )
+    (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(
+        struct.pack(">II", 0x801, n) + y.astype(np.uint8).tobytes()
+    )
+
+
+def write_folder(
+    root: Path, split: str, x: np.ndarray, y: np.ndarray, classes: list[str], ext: str
+) -> None:
+    """Write images as <root>/<split>/<class>/NNNN.<ext>."""
+    from PIL import Image
+
+    for i, (img, k) in enumerate(zip(x, y, strict=True)):
+        d = root / split / classes[k]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(d / f"{i:04d}.{ext}")
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """A data root with tiny MNIST, Fashion-MNIST (IDX), CIFAR-10 (jpg folders) and an image folder."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for name in ("MNIST", "FashionMNIST"):
+        raw = root / name / "raw"
+        raw.mkdir(parents=True)
+        for prefix, n in (("train", 600), ("t10k", 200)):
+            x, y = toy_images(n, 28, 1, rng)
+            write_idx(raw, prefix, x[..., 0], y)
+    for split, n in (("train", 300), ("test", 100)):
+        x, y = toy_images(n, 32, 3, rng)
+        write_folder(root / "cifar10-jpg", split, x, y, CIFAR_CLASSES, "jpg")
+    folder = root / "folder"
+    for split, n in (("train", 200), ("test", 60)):
+        x, y = toy_images(n, 40, 3, rng)  # 40x40: resized to the config's 32x32
+        write_folder(folder, split, x, y, [f"class_{k}" for k in range(10)], "png")
+    return root
+
+
+def run_cli(
+    *overrides: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """Run `python -m ablate.train` with the given arguments; returns the completed process."""
+    full_env = {
+        **os.environ,
+        "NO_ALBUMENTATIONS_UPDATE": "1",
+        "HYDRA_FULL_ERROR": "1",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "ablate.train", *overrides],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def fast_overrides(data_root: Path, tmp: Path) -> list[str]:
+    """Overrides that keep a CLI run tiny and inside tmp."""
+    return [
+        f"data.root={data_root}",
+        f"data.cache_dir={tmp / 'cache'}",
+        f"log_dir={tmp / 'logs'}",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "data.batch_size=32",
+        "callbacks.progress_bar=null",
+        "trainer.enable_model_summary=false",
+    ]
+
+
+def summaries(folder: Path) -> dict[str, dict]:
+    """Every summary.json under folder, keyed by its run directory's name."""
+    return {p.parent.name: json.loads(p.read_text()) for p in folder.rglob("summary.json")}
