@@ -9,7 +9,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export MPLBACKEND := Agg
 
-.PHONY: help install lock train tensorboard test test-all lint format bench clean
+.PHONY: help install lock train report tensorboard test test-all lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,14 +24,18 @@ lock:  ## regenerate requirements.lock from pyproject.toml
 train:  ## train (default: CNN on MNIST); pass overrides with ARGS="norm=group reg=dropout ..."
 	$(PY) -m ablate.train $(ARGS)
 
+report:  ## tables, plots and verdicts for a sweep: make report SWEEP=logs/multiruns/<dir>
+	@test -n "$(SWEEP)" || { echo "usage: make report SWEEP=<sweep directory>" >&2; exit 2; }
+	$(PY) -m ablate.report $(SWEEP)
+
 tensorboard:  ## serve ./logs on http://localhost:6006
 	$(VENV)/bin/tensorboard --logdir logs --port 6006
 
 test:  ## the test suite (what CI runs), under 10 minutes on 2 CPU cores
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q -n auto
 
 test-all:  ## every test, including the slow ones
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 lint:  ## ruff format check + lint
 	$(VENV)/bin/ruff format --check src tests benchmarks

@@ -165,6 +165,9 @@ def test_summary_and_tensorboard_contents(data_root, tmp_path):
         "lightning"
     )
     assert "git_commit" in s
+    assert "reg=all" in s["overrides"] and s["choices"]["reg"] == "all" and s["swept"] == []
+    assert [h["epoch"] for h in s["history"]] == [0]
+    assert s["history"][0]["step"] == s["steps"] and 0 <= s["history"][0]["val/acc"] <= 1
     assert (run / ".hydra" / "config.yaml").exists()
 
     acc = EventAccumulator(

@@ -95,3 +95,14 @@ def test_unknown_option_name_keeps_hydras_list_of_choices(tmp_path):
         and "group" in proc.stderr
         and "batch" in proc.stderr
     )
+
+
+def test_a_finished_run_directory_is_never_written_over(data_root, tmp_path):
+    run = tmp_path / "run"
+    first = run_cli(*fast_overrides(data_root, tmp_path), f"hydra.run.dir={run}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    again = run_cli(*fast_overrides(data_root, tmp_path), "seed=1", f"hydra.run.dir={run}")
+    assert again.returncode == 2
+    assert f"error: {run} already holds a run" in again.stderr
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

@@ -23,7 +23,7 @@ def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
 
-def swept_keys(root: DictConfig | None = None) -> set[str]:
+def swept_keys(sweeper_params: dict | None = None) -> set[str]:
     """Keys a multirun varies: sweep syntax on the command line (a,b / range / glob) and hydra.sweeper.params."""
     keys = set()
     try:
@@ -33,10 +33,7 @@ def swept_keys(root: DictConfig | None = None) -> set[str]:
         keys |= {_key(o.input_line) for o in parsed if o.is_sweep_override()}
     except Exception:  # noqa: BLE001 - not Hydra's command line (e.g. under pytest): nothing swept
         pass
-    params = (
-        OmegaConf.select(root, "hydra.sweeper.params", default=None) if root is not None else None
-    )
-    return keys | {_key(k) for k in (params or {})}
+    return keys | {_key(k) for k in (sweeper_params or {})}
 
 
 def run_name(overrides: list[str] | None, _root_: DictConfig | None = None) -> str:
@@ -47,7 +44,9 @@ def run_name(overrides: list[str] | None, _root_: DictConfig | None = None) -> s
 
 def sweep_name(overrides: list[str] | None, _root_: DictConfig | None = None) -> str:
     """A multirun job's name: only the overrides the sweep varies (all of them if none vary)."""
-    swept = swept_keys(_root_)
+    swept = swept_keys(
+        OmegaConf.select(_root_, "hydra.sweeper.params", default=None) if _root_ else None
+    )
     items = [o.lstrip("+~") for o in overrides or [] if _key(o) in swept]
     return _join(items) if items else run_name(overrides)
 

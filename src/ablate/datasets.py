@@ -313,7 +313,7 @@ def _idx_not_found(tv_name: str, root: Path, reason: str) -> DatasetNotFoundErro
     return DatasetNotFoundError(
         f"{tv_name} not found: {reason}. Expected the IDX files in {raw}: "
         f"{', '.join(MNIST_FILES)} (torchvision's layout). {_FIX} "
-        "Or pass download=True where there is internet access."
+        "Or set data.download=true on a machine with internet access."
     )
 
 

@@ -60,6 +60,8 @@ class Classifier(L.LightningModule):
             MeanMetric(),
         )
         self.val_acc_best = MaxMetric()
+        self.history: list[dict[str, float]] = []  # one entry per validation: the learning curve
+        self._train_loss_since_val = MeanMetric()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -70,6 +72,7 @@ class Classifier(L.LightningModule):
         data_loss = self.criterion(logits, y)
         reg = penalty(self.decay_weights, self.l1, self.l2)
         loss = data_loss + reg
+        self._train_loss_since_val.update(loss.detach())
         self.train_acc(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/data_loss", data_loss, on_step=True, on_epoch=True)
@@ -96,8 +99,25 @@ class Classifier(L.LightningModule):
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
-        self.val_acc_best(self.val_acc.compute())
+        val_acc = self.val_acc.compute()
+        self.val_acc_best(val_acc)
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        if not self.trainer.sanity_checking:
+            train_loss = (
+                self._train_loss_since_val.compute()
+                if self._train_loss_since_val.update_count
+                else None
+            )
+            self.history.append(
+                {
+                    "step": self.trainer.global_step,
+                    "epoch": self.current_epoch,
+                    "val/acc": float(val_acc),
+                    "val/loss": float(self.val_loss.compute()),
+                    "train/loss": float(train_loss) if train_loss is not None else float("nan"),
+                }
+            )
+            self._train_loss_since_val.reset()
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         # Loader 0 is the official test split; loader 1 (if any) the training split in eval mode,

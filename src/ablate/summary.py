@@ -62,12 +62,23 @@ def _number(v: Any) -> Any:
 class RunSummary:
     """Writes `summary.json` into the run directory: `running` at start, then `completed` or `failed`."""
 
-    def __init__(self, run_dir: str | Path, cfg: DictConfig, seed: int | None) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        cfg: DictConfig,
+        seed: int | None,
+        overrides: list[str] | None = None,
+        swept: list[str] | None = None,
+        choices: dict[str, str] | None = None,
+    ) -> None:
         self.path = Path(run_dir) / "summary.json"
         self.start = time.perf_counter()
         self.data: dict[str, Any] = {
             "status": "running",
             "seed": seed,
+            "overrides": list(overrides or []),
+            "swept": sorted(swept or []),
+            "choices": dict(choices or {}),
             "config": OmegaConf.to_container(cfg, resolve=True),
             "versions": package_versions(),
             "git_commit": git_commit(),
@@ -82,13 +93,24 @@ class RunSummary:
         tmp.write_text(json.dumps(self.data, indent=2, default=str))
         os.replace(tmp, self.path)
 
-    def finish(self, status: str, metrics: dict[str, Any] | None = None, **extra: Any) -> None:
-        """Record the outcome and the wall time."""
+    def finish(
+        self,
+        status: str,
+        metrics: dict[str, Any] | None = None,
+        history: list[dict[str, Any]] | None = None,
+        **extra: Any,
+    ) -> None:
+        """Record the outcome, the wall time, final metrics and the learning curve."""
         self.data.update(
             status=status, wall_time_s=round(time.perf_counter() - self.start, 3), **extra
         )
         if metrics is not None:
             self.data["metrics"] = {k: _number(v) for k, v in sorted(metrics.items())}
+        if history is not None:
+            self.data["history"] = [
+                {k: v if k in ("step", "epoch") else _number(v) for k, v in h.items()}
+                for h in history
+            ]
         self.write()
 
     def failed(self, exc: BaseException) -> None:

@@ -12,10 +12,11 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations would q
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.config import CONF_DIR
+from ablate.config import CONF_DIR, swept_keys
 from ablate.datasets import DatasetNotFoundError
 from ablate.instantiate import build_loggers_and_callbacks
 from ablate.models import build_model
@@ -30,12 +31,21 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, float]:
     """Validate, build data/model/trainer, fit, test the best checkpoint, write summary.json."""
     hc = HydraConfig.get()
-    validate(cfg, choices=dict(hc.runtime.choices))
+    validate(cfg, choices=dict(hc.runtime.choices), run_dir=hc.runtime.output_dir)
     seed = (
         cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
     )  # null: a fresh seed, recorded
     L.seed_everything(seed, workers=True)
-    summary = RunSummary(hc.runtime.output_dir, cfg, seed)
+    multirun = hc.mode == RunMode.MULTIRUN
+    swept = swept_keys(hc.sweeper.get("params")) if multirun else set()
+    summary = RunSummary(
+        hc.runtime.output_dir,
+        cfg,
+        seed,
+        overrides=list(hc.overrides.task),
+        swept=sorted(swept),
+        choices=dict(hc.runtime.choices),
+    )
     try:
         # aug is handed over resolved and un-instantiated: the datamodule builds only its family's pipeline.
         aug = OmegaConf.to_container(cfg.aug, resolve=True)
@@ -71,6 +81,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             epochs=trainer.current_epoch,
             splits=datamodule.split_sizes(),
             best_checkpoint=best_checkpoint(trainer),
+            history=model.history,
         )
     except DatasetNotFoundError as e:
         summary.failed(e)

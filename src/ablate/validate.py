@@ -8,6 +8,7 @@ import re
 import sys
 from collections.abc import Callable
 from numbers import Integral, Real
+from pathlib import Path
 
 import lightning as L
 from hydra import compose, initialize_config_dir
@@ -189,15 +190,29 @@ def key_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
     return problems
 
 
-def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> None:
+def validate(
+    cfg: DictConfig, choices: dict[str, str] | None = None, run_dir: str | None = None
+) -> None:
     """Exit with code 2 and one line per problem if the config is not usable."""
     problems = value_problems(cfg) + trainer_problems(cfg)
+    if run_dir is not None:
+        problems += existing_run_problems(run_dir)
     if choices:
         problems += key_problems(cfg, choices)
     if not problems:  # only look for files once the paths themselves are valid
         problems += data_problems(cfg)
     if problems:
         fail(problems)
+
+
+def existing_run_problems(run_dir: str | Path) -> list[str]:
+    """A run directory that already holds a run must not be written over."""
+    summary = Path(run_dir) / "summary.json"
+    if not summary.exists():
+        return []
+    return [
+        f"{run_dir} already holds a run (summary.json): pick a new hydra.run.dir, or move that run away"
+    ]
 
 
 # ---------------------------------------------------------------- before Hydra starts
@@ -219,6 +234,14 @@ def preflight(argv: list[str]) -> None:
         return  # Hydra reports syntax errors itself
     overrides = []
     for ov in parsed:
+        if (
+            ov.key_or_group == "hydra.run.dir"
+            and not ov.is_sweep_override()
+            and not {"-m", "--multirun"} & set(argv)
+        ):
+            run_dir = str(ov.value())
+            if "${" not in run_dir and (problems := existing_run_problems(run_dir)):
+                fail(problems)  # before Hydra rewrites its .hydra/ in there
         if ov.key_or_group.startswith("hydra") or ov.is_delete():
             continue
         value = next(iter(ov.sweep_string_iterator()), None) if ov.is_sweep_override() else None

@@ -1,0 +1,124 @@
+"""The datamodule on generated arrays: seeded stratified split/subset, standardization, augmentation only on train."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from ablate import datasets
+from ablate.config import CONF_DIR
+from ablate.datamodule import ImageDataModule, stratified_pick
+
+
+@pytest.fixture
+def fake_data(monkeypatch):
+    """Patch datasets.load to return 1,000 train / 200 test generated 8x8 RGB images."""
+    rng = np.random.default_rng(0)
+    train = datasets.Split(
+        rng.integers(0, 256, (1000, 8, 8, 3), dtype=np.uint8), np.repeat(np.arange(10), 100)
+    )
+    test = datasets.Split(
+        rng.integers(0, 256, (200, 8, 8, 3), dtype=np.uint8), np.repeat(np.arange(10), 20)
+    )
+    data = datasets.ImageData(train, test, [str(k) for k in range(10)])
+    monkeypatch.setattr(datasets, "load", lambda *a, **k: data)
+    return data
+
+
+def _dm(aug: str = "none", **kw) -> ImageDataModule:
+    aug_cfg = OmegaConf.load(CONF_DIR / "aug" / f"{aug}.yaml")
+    aug_cfg = OmegaConf.to_container(
+        OmegaConf.merge({"data": {"image_size": [8, 8]}}, {"aug": aug_cfg}), resolve=True
+    )["aug"]
+    args = dict(
+        dataset="cifar10",
+        root="unused",
+        cache_dir="unused",
+        batch_size=50,
+        eval_batch_size=64,
+        channels=3,
+        image_size=(8, 8),
+        aug_family="natural",
+        aug=aug_cfg,
+        seed=0,
+    )
+    dm = ImageDataModule(**{**args, **kw})
+    dm.setup("fit")
+    return dm
+
+
+def _first_batch(loader) -> tuple[torch.Tensor, torch.Tensor]:
+    return next(iter(loader))
+
+
+def test_stratified_pick_keeps_class_proportions_and_size():
+    y = np.array([0] * 70 + [1] * 20 + [2] * 10)
+    picked = stratified_pick(y, 30, np.random.default_rng(0))
+    assert len(picked) == 30 and len(set(picked)) == 30
+    assert np.bincount(y[picked]).tolist() == [21, 6, 3]
+
+
+def test_split_is_seeded_disjoint_and_stratified(fake_data):
+    a, b, c = _dm(seed=0), _dm(seed=0), _dm(seed=1)
+    assert a.split_sizes() == {"train": 900, "val": 100, "test": 200}
+    assert np.array_equal(a._splits["val"][0], b._splits["val"][0])
+    assert not np.array_equal(a._splits["val"][0], c._splits["val"][0])
+    assert np.bincount(a._splits["val"][1]).tolist() == [10] * 10
+    train_rows = {img.tobytes() for img in a._splits["train"][0]}
+    assert not any(img.tobytes() in train_rows for img in a._splits["val"][0])
+
+
+def test_train_subset_is_stratified_and_leaves_val_alone(fake_data):
+    full, small = _dm(), _dm(train_subset=50)
+    assert small.split_sizes()["train"] == 50
+    assert np.bincount(small._splits["train"][1]).tolist() == [5] * 10
+    assert np.array_equal(full._splits["val"][0], small._splits["val"][0])
+    with pytest.raises(ValueError, match="train_subset"):
+        _dm(train_subset=5000)
+
+
+def test_standardization_uses_training_split_statistics(fake_data):
+    dm = _dm(standardize=True)
+    pixels = dm._splits["train"][0].reshape(-1, 3) / 255.0
+    assert torch.allclose(dm.mean, torch.tensor(pixels.mean(0), dtype=torch.float32))
+    x, _ = dm.on_after_batch_transfer(_first_batch(dm.train_dataloader()), 0)
+    assert x.dtype == torch.float32 and x.shape == (50, 3, 8, 8)
+    all_train, _ = dm.on_after_batch_transfer(
+        (torch.from_numpy(dm._splits["train"][0]).permute(0, 3, 1, 2), None), 0
+    )
+    assert torch.allclose(all_train.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(all_train.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
+
+
+def test_augmentation_changes_train_batches_only(fake_data):
+    plain, aug = _dm("none"), _dm("strong")
+    x_plain, y_plain = _first_batch(plain.train_dataloader())
+    x_aug, y_aug = _first_batch(aug.train_dataloader())
+    assert torch.equal(y_plain, y_aug)  # same seed, same shuffle
+    assert x_aug.dtype == torch.uint8 and x_aug.shape == x_plain.shape
+    assert not torch.equal(x_plain, x_aug)
+    for loader_plain, loader_aug in [
+        (plain.val_dataloader(), aug.val_dataloader()),
+        *zip(plain.test_dataloader(), aug.test_dataloader(), strict=True),
+    ]:
+        for (xp, _), (xa, _) in zip(loader_plain, loader_aug, strict=True):
+            assert torch.equal(xp, xa)
+    test_x, _ = _first_batch(aug.test_dataloader()[0])
+    assert torch.equal(test_x, torch.from_numpy(fake_data.test.x[:64]).permute(0, 3, 1, 2))
+
+
+def test_same_seed_same_augmented_batches(fake_data):
+    batches = [[x for x, _ in _dm("light").train_dataloader()] for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(*batches, strict=True))
+
+
+def test_preview_shows_raw_and_augmented_without_touching_the_training_stream(fake_data):
+    dm = _dm("light")
+    before = _first_batch(dm.train_dataloader())[0]
+    raw, augmented = dm.preview(8)
+    assert raw.shape == augmented.shape == (8, 8, 8, 3)
+    assert np.array_equal(raw, dm._splits["train"][0][:8])
+    assert not np.array_equal(raw, augmented)
+    assert torch.equal(_first_batch(dm.train_dataloader())[0], before)

@@ -1,0 +1,357 @@
+"""ablate.report on generated sweeps whose right answers are known."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from ablate import report  # noqa: E402
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TARGET = 0.97
+BUDGET = 1000
+CLAIMS = [
+    {
+        "text": "BN reaches 97% val accuracy in fewer steps than no norm",
+        "metric": "steps_to_target",
+        "factor": "norm",
+        "better": "batch",
+        "worse": "none",
+        "higher_is_better": False,
+    },
+    {
+        "text": "No norm gives a higher test accuracy than BN",
+        "metric": "test/acc",
+        "factor": "norm",
+        "better": "none",
+        "worse": "batch",
+        "higher_is_better": True,
+    },
+    {
+        "text": "lr 0.1 gives a higher test accuracy than lr 0.01",
+        "metric": "test/acc",
+        "factor": "optim.lr",
+        "better": "0.1",
+        "worse": "0.01",
+        "higher_is_better": True,
+    },
+    {
+        "text": "At lr 0.1, BN gives a higher test accuracy than no norm",
+        "metric": "test/acc",
+        "factor": "norm",
+        "better": "batch",
+        "worse": "none",
+        "higher_is_better": True,
+        "where": {"optim.lr": 0.1},
+    },
+    {
+        "text": "At lr 0.5 (never run), BN beats no norm",
+        "metric": "test/acc",
+        "factor": "norm",
+        "better": "batch",
+        "worse": "none",
+        "where": {"optim.lr": 0.5},
+    },
+]
+MULTIRUN_YAML = """\
+hydra:
+  run:
+    dir: logs/runs/${now:%Y-%m-%d}
+  sweeper:
+    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper
+    max_batch_size: null
+    params: null
+  overrides:
+    hydra:
+    - hydra.mode=MULTIRUN
+    task:
+    - norm=none,batch
+    - optim.lr=0.01,0.1
+    - seed=0,1,2,3
+    - trainer=cpu
+    - model.channels=[16,32]
+seed: 0
+"""
+
+
+def history(tau: float, final: float, every: int = 20) -> list[dict]:
+    """Validation history of a saturating curve val/acc = final * (1 - exp(-step / tau))."""
+    return [
+        {
+            "step": s,
+            "epoch": s // 500,
+            "val/acc": final * (1 - math.exp(-s / tau)),
+            "val/loss": math.exp(-s / tau),
+            "train/loss": 2 * math.exp(-s / tau),
+        }
+        for s in range(every, BUDGET + 1, every)
+    ]
+
+
+def write_summary(sweep: Path, overrides: dict[str, object], status: str, **fields) -> Path:
+    """Write <sweep>/<k=v,...>/summary.json in the layout ablate.train writes."""
+    items = [f"{k}={v}" for k, v in overrides.items()]
+    run_dir = sweep / ",".join(items)
+    run_dir.mkdir(parents=True)
+    seed = int(overrides.get("seed", 0))
+    data = {
+        "status": status,
+        "seed": seed,
+        "overrides": [*items, "trainer=cpu", "model.channels=[16,32]"],
+        "swept": [*overrides],
+        "choices": {"norm": overrides.get("norm", "batch"), "data": "mnist", "model": "cnn"},
+        "config": {
+            "data": {"dataset": "mnist", "train_subset": None, "batch_size": 128},
+            "model": {"_target_": "ablate.models.CNN", "channels": [16, 32]},
+            "optim": {"lr": float(overrides.get("optim.lr", 0.1))},
+            "trainer": {"max_epochs": 2},
+            "seed": seed,
+            "report": {"target_acc": TARGET, "claims": CLAIMS},
+        },
+        "metrics": {},
+        "history": [],
+        "steps": BUDGET,
+        "epochs": 2,
+        "wall_time_s": 12.5,
+        **fields,
+    }
+    path = run_dir / "summary.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def completed_fields(norm: str, rng: np.random.Generator) -> dict:
+    """BN: test/acc ~ 0.99 and target reached at ~400 steps; no norm: 0.95 and ~650 steps."""
+    acc = (0.99 if norm == "batch" else 0.95) + rng.normal(0, 0.002)
+    tau = (100 if norm == "batch" else 150) * rng.uniform(0.9, 1.1)
+    train_acc = acc + 0.005
+    return {
+        "metrics": {
+            "test/acc": acc,
+            "test/loss": 1 - acc,
+            "val/acc_best": 0.985 * (1 - math.exp(-BUDGET / tau)),
+            "train_eval/acc": train_acc,
+            "gap/train_test": train_acc - acc,
+            "gap/train_val": "nan",
+        },
+        "history": history(tau, 0.99 if norm == "batch" else 0.985),
+    }
+
+
+# The 2x2 sweep with 4 seeds, and what went wrong in it.
+DIVERGED = {"norm": "none", "optim.lr": "0.1", "seed": 3}
+FAILED = {"norm": "batch", "optim.lr": "0.01", "seed": 3}
+RUNNING = {"norm": "batch", "optim.lr": "0.01", "seed": 2}
+CORRUPT = {"norm": "batch", "optim.lr": "0.1", "seed": 3}
+MISSING = {"norm": "none", "optim.lr": "0.01", "seed": 3}
+
+
+def _name(overrides: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in overrides.items())
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory) -> Path:
+    """A partial 2-factor sweep: norm in {none, batch} x optim.lr in {0.01, 0.1} x seeds 0-3."""
+    sweep = tmp_path_factory.mktemp("multirun")
+    (sweep / "multirun.yaml").write_text(MULTIRUN_YAML)
+    rng = np.random.default_rng(0)
+    for norm in ("none", "batch"):
+        for lr in ("0.01", "0.1"):
+            for seed in range(4):
+                ov = {"norm": norm, "optim.lr": lr, "seed": seed}
+                if ov == MISSING:
+                    continue
+                if ov == DIVERGED:
+                    hist = [{"step": 50, "val/acc": 0.3, "train/loss": "nan"}]
+                    write_summary(sweep, ov, "diverged", diverged_at_step=37, history=hist)
+                elif ov == FAILED:
+                    write_summary(sweep, ov, "failed", error="RuntimeError: boom\nTraceback ...")
+                elif ov == RUNNING:
+                    write_summary(sweep, ov, "running", history=history(100, 0.9)[:3])
+                elif ov == CORRUPT:
+                    write_summary(sweep, ov, "completed").write_text('{"status": "compl')
+                else:
+                    write_summary(sweep, ov, "completed", **completed_fields(norm, rng))
+    return sweep
+
+
+@pytest.fixture(scope="module")
+def built(sweep_dir: Path) -> Path:
+    return report.build_report(sweep_dir)
+
+
+def read_csv(out: Path) -> list[dict[str, str]]:
+    with (out / "results.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_t_interval_matches_hand_computation():
+    stat = report.mean_ci([1.0, 2.0, 3.0])
+    assert stat.n == 3 and stat.mean == pytest.approx(2.0) and stat.std == pytest.approx(1.0)
+    assert stat.half == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
+    assert stat.half == pytest.approx(2.484, abs=1e-3)
+    assert (stat.lo, stat.hi) == pytest.approx((2 - 2.484, 2 + 2.484), abs=1e-3)
+
+
+def test_t_interval_edge_cases():
+    assert math.isnan(report.mean_ci([5.0]).half)  # n=1: no interval
+    assert report.mean_ci([5.0]).mean == 5.0
+    assert report.mean_ci([float("nan")]).n == 0
+    assert report.t975(30) == pytest.approx(2.042272, abs=1e-6)
+    assert report.t975(31) == pytest.approx(2.039513, abs=1e-5)  # expansion continues the table
+    assert report.t975(120) == pytest.approx(1.979930, abs=1e-5)
+
+
+def test_mean_curve_interpolates_different_steps():
+    a = (np.array([0.0, 10.0, 20.0]), np.array([0.0, 1.0, 2.0]))
+    b = (np.array([0.0, 5.0, 20.0]), np.array([2.0, 2.5, 4.0]))
+    grid, mean, std = report.mean_curve([a, b])
+    np.testing.assert_allclose(grid, [0, 5, 10, 20])
+    np.testing.assert_allclose(mean, [1.0, 1.5, 2.0, 3.0])  # a at 5 -> 0.5, b at 10 -> 3.0
+    np.testing.assert_allclose(std, np.std([[0, 0.5, 1, 2], [2, 2.5, 3, 4]], axis=0, ddof=1))
+
+
+def test_plan_from_multirun_yaml(sweep_dir: Path):
+    plan = report.load_plan(sweep_dir)
+    assert plan.values == {
+        "norm": ["none", "batch"],
+        "optim.lr": ["0.01", "0.1"],
+        "seed": ["0", "1", "2", "3"],
+    }
+    assert plan.expected_runs() == 16
+
+
+def test_plan_with_glob_is_unknown(tmp_path: Path):
+    text = MULTIRUN_YAML.replace("- seed=0,1,2,3", "- seed=range(0,3)").replace(
+        "- norm=none,batch", "- norm=glob(*)"
+    )
+    (tmp_path / "multirun.yaml").write_text(text)
+    plan = report.load_plan(tmp_path)
+    assert plan.values["seed"] == ["0", "1", "2"]
+    assert "norm" in plan.unknown and plan.expected_runs() is None
+
+
+def test_results_csv_one_row_per_run(built: Path, sweep_dir: Path):
+    rows = read_csv(built)
+    assert len(rows) == len(list(sweep_dir.rglob("summary.json"))) == 15
+    assert list(rows[0])[:5] == ["run", "status", "seed", "norm", "optim.lr"]
+    by_name = {r["run"]: r for r in rows}
+    diverged = by_name[_name(DIVERGED)]
+    assert diverged["status"] == "diverged"
+    assert diverged["steps_to_target"] == "not reached"
+    assert diverged["diverged_at_step"] == "37"
+    assert by_name[_name(FAILED)]["error"] == "RuntimeError: boom"
+    assert by_name[_name(CORRUPT)]["status"] == "corrupt"
+    assert by_name[_name(CORRUPT)]["norm"] == "batch"  # recovered from the directory name
+    assert by_name[_name(RUNNING)]["status"] == "running"
+    first = by_name["norm=batch,optim.lr=0.1,seed=0"]
+    assert first["gap/train_val"] == "nan"
+    assert float(first["test/acc"]) == pytest.approx(0.99, abs=0.01)
+
+
+def test_steps_to_target_is_first_step_reaching_target(sweep_dir: Path):
+    sweep = report.load_sweep(sweep_dir)
+    for run in sweep.runs:
+        if run.completed:
+            expected = next(h["step"] for h in run.history if h["val/acc"] >= TARGET)
+            assert run.steps_to_target == expected
+    running = next(r for r in sweep.runs if r.status == "running")
+    assert math.isnan(running.steps_to_target)  # 0.9 plateau: not reached
+
+
+def test_verdicts(sweep_dir: Path):
+    sweep = report.load_sweep(sweep_dir)
+    verdicts = {v.claim["text"]: v for v in (report.judge(c, sweep) for c in sweep.claims)}
+    steps = verdicts[CLAIMS[0]["text"]]
+    assert steps.verdict == "supported"
+    # no norm: 6 completed runs + the diverged one, counted at the step budget
+    assert steps.worse.n == 7 and steps.better.n == 5
+    assert (
+        max(
+            report.sample(
+                [r for r in sweep.runs if r.factors["norm"] == "none"],
+                "steps_to_target",
+                sweep.budget,
+            )
+        )
+        == BUDGET
+    )
+    assert verdicts[CLAIMS[1]["text"]].verdict == "not supported"
+    assert verdicts[CLAIMS[2]["text"]].verdict == "inconclusive"
+    where = verdicts[CLAIMS[3]["text"]]
+    assert where.verdict == "supported" and (where.better.n, where.worse.n) == (3, 3)
+    empty = verdicts[CLAIMS[4]["text"]]
+    assert empty.verdict == "inconclusive" and empty.better.n == 0
+
+
+def test_summary_md(built: Path, sweep_dir: Path):
+    md = (built / "summary.md").read_text()
+    assert str(sweep_dir) in md.splitlines()[0]
+    assert "## What was run" in md and "`mnist`" in md and "`cnn`" in md
+    assert "`norm` ∈ {none, batch}" in md and "`optim.lr` ∈ {0.01, 0.1}" in md
+    assert "4 cells** of 4 planned" in md
+    assert (
+        "16 runs planned, 15 found: 11 completed, 1 diverged, 1 failed, 1 running, 1 corrupt, 1 missing"
+        in md
+    )
+    assert "- norm=none, optim.lr=0.01, seed=3" in md
+    assert f"`{_name(CORRUPT)}`: unreadable summary.json" in md
+    assert f"`{_name(DIVERGED)}` at step 37" in md
+    assert "RuntimeError: boom" in md
+    assert "## Results per cell" in md and "## Marginal effects" in md
+    assert "## Pivot tables" in md and "norm \\ optim.lr" in md
+    assert md.count("- **supported**") == 2 and md.count("- **not supported**") == 1
+    assert md.count("- **inconclusive**") == 2
+    assert "diverged runs included" in md and "pooled" in md
+    assert "not reached (0/" not in md  # every completed run reached the target
+    for png in ("curves_val_acc.png", "curves_train_loss.png", "bar_norm.png", "bar_optim.lr.png"):
+        assert f"]({png})" in md
+
+
+def test_plots_exist(built: Path):
+    for png in ("curves_val_acc.png", "curves_train_loss.png", "bar_norm.png", "bar_optim.lr.png"):
+        data = (built / png).read_bytes()
+        assert data.startswith(PNG) and len(data) > 1000
+
+
+def test_report_dir_is_skipped_on_rerun(built: Path, sweep_dir: Path):
+    (built / "summary.json").write_text("{}")  # must not be read as a run
+    try:
+        assert len(report.load_sweep(sweep_dir).runs) == 15
+    finally:
+        (built / "summary.json").unlink()
+
+
+def test_without_plan_or_swept(tmp_path: Path):
+    """No multirun.yaml, no `swept`: every override key is a factor, counts only; no target."""
+    for norm in ("none", "batch"):
+        path = write_summary(tmp_path, {"norm": norm}, "running")
+        data = json.loads(path.read_text())
+        del data["swept"], data["config"]["report"]
+        data["overrides"] = [f"norm={norm}"]
+        path.write_text(json.dumps(data))
+    out = report.build_report(tmp_path)
+    md = (out / "summary.md").read_text()
+    assert "2 runs found (no multirun.yaml: expected count unknown): 0 completed" in md
+    assert "2 running" in md and "No plot" in md and "No claims" in md
+    rows = read_csv(out)
+    assert [r["norm"] for r in rows] == ["batch", "none"] and rows[0]["steps_to_target"] == ""
+    assert not list(out.glob("*.png"))
+
+
+def test_main_cli(tmp_path: Path, sweep_dir: Path, capsys):
+    assert report.main([str(tmp_path / "nope")]) == 2
+    assert "no such sweep directory" in capsys.readouterr().err
+    assert report.main([str(tmp_path)]) == 2
+    assert "no summary.json" in capsys.readouterr().err
+    assert report.main([str(sweep_dir)]) == 0
+    assert (sweep_dir / "report" / "summary.md").is_file()
