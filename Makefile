@@ -9,7 +9,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export MPLBACKEND := Agg
 
-.PHONY: help install lock train report tensorboard test test-all lint format bench clean
+.PHONY: help install lock train sweep report tensorboard test test-all lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,6 +23,10 @@ lock:  ## regenerate requirements.lock from pyproject.toml
 
 train:  ## train (default: CNN on MNIST); pass overrides with ARGS="norm=group reg=dropout ..."
 	$(PY) -m ablate.train $(ARGS)
+
+sweep:  ## run a study preset: make sweep EXP=bn_lr [SCALE=quick] [ARGS="..."]; re-running skips finished runs
+	@test -n "$(EXP)" || { echo "usage: make sweep EXP=<$$(ls conf/experiment | grep -v _quick | sed 's/.yaml//' | paste -sd'|')> [SCALE=quick]" >&2; exit 2; }
+	$(PY) -m ablate.train -m experiment=$(EXP)$(if $(filter quick,$(SCALE)),_quick) $(ARGS)
 
 report:  ## tables, plots and verdicts for a sweep: make report SWEEP=logs/multiruns/<dir>
 	@test -n "$(SWEEP)" || { echo "usage: make report SWEEP=<sweep directory>" >&2; exit 2; }

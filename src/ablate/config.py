@@ -59,12 +59,19 @@ def _join(items: list[str]) -> str:
     return name
 
 
+def linear_scaling(base: float, batch_size: int, base_batch_size: int) -> float:
+    """Learning rate scaled linearly with the batch size (Goyal et al. 2017): base * batch / base_batch."""
+    return float(base) * int(batch_size) / int(base_batch_size)
+
+
 def register_resolvers() -> None:
     """Register the project's resolvers once (idempotent)."""
     if not OmegaConf.has_resolver("repo_root"):
         OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
+    if not OmegaConf.has_resolver("linear_scaling"):
+        OmegaConf.register_new_resolver("linear_scaling", linear_scaling)
     if not OmegaConf.has_resolver("sweep_name"):
         OmegaConf.register_new_resolver("sweep_name", sweep_name)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -39,12 +40,15 @@ class Classifier(L.LightningModule):
         l1: float = 0.0,
         l2: float = 0.0,
         weight_decay: float = 0.0,
+        max_loss: float = float("inf"),
     ) -> None:
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.l1, self.l2, self.weight_decay = l1, l2, weight_decay
+        self.max_loss = max_loss
+        self.diverged_at_step: int | None = None
         self.decay_weights, self.other_params, self.decay_names = split_decay(net)
         self.criterion = nn.CrossEntropyLoss()
         acc = lambda: MulticlassAccuracy(num_classes, average="micro")  # noqa: E731
@@ -81,6 +85,17 @@ class Classifier(L.LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        loss = outputs["loss"].detach()
+        if not torch.isfinite(loss) or loss > self.max_loss:  # diverged: a result, not a crash
+            self.diverged_at_step = self.trainer.global_step
+            log.warning(
+                "training loss %s at step %d (bound max_loss=%g): stopping this run as diverged",
+                float(loss),
+                self.diverged_at_step,
+                self.max_loss,
+            )
+            self.trainer.should_stop = True
+            return
         # Lightning validates a run stopped by max_steps mid-epoch only when asked to stop:
         # without this, step-limited runs would have no val metrics and no best checkpoint.
         if 0 < self.trainer.max_steps <= self.trainer.global_step:
@@ -134,6 +149,15 @@ class Classifier(L.LightningModule):
         acc_metric(logits, y)
         self.log(f"{prefix}/loss", loss_metric, on_epoch=True, add_dataloader_idx=False)
         self.log(f"{prefix}/acc", acc_metric, on_epoch=True, add_dataloader_idx=False)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["history"] = self.history  # a resumed run keeps its learning curve
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if (
+            self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        ):  # resuming, not testing
+            self.history = list(checkpoint.get("history", []))
 
     def configure_optimizers(self):
         groups = [

@@ -26,7 +26,7 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
 
 def final_metrics(logged: dict) -> dict[str, float]:
     """Scalar metrics of fit and test, plus the generalization gaps of the best checkpoint."""
-    m = {k: float(v) for k, v in logged.items() if v.numel() == 1}
+    m = {k: float(v) for k, v in logged.items() if not hasattr(v, "numel") or v.numel() == 1}
     if "train_eval/acc" in m and "test/acc" in m:
         m["gap/train_test"] = m["train_eval/acc"] - m["test/acc"]
     if "train_eval/acc" in m and "val/acc_best" in m:
@@ -56,3 +56,4 @@ def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) 
     for lg in trainer.loggers:
         if isinstance(lg, TensorBoardLogger):
             lg.log_hyperparams(flat_hparams(cfg), metrics=final)
+            lg.experiment.flush()  # test() already finalized the logger: nothing else would flush this

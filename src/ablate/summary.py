@@ -13,9 +13,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.config import REPO_ROOT
+from ablate.config import REPO_ROOT, swept_keys
 
 PACKAGES = (
     "ablate",
@@ -70,6 +72,7 @@ class RunSummary:
         overrides: list[str] | None = None,
         swept: list[str] | None = None,
         choices: dict[str, str] | None = None,
+        config_hash: str | None = None,
     ) -> None:
         self.path = Path(run_dir) / "summary.json"
         self.start = time.perf_counter()
@@ -79,12 +82,24 @@ class RunSummary:
             "overrides": list(overrides or []),
             "swept": sorted(swept or []),
             "choices": dict(choices or {}),
+            "config_hash": config_hash,
             "config": OmegaConf.to_container(cfg, resolve=True),
             "versions": package_versions(),
             "git_commit": git_commit(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         self.write()
+
+    @classmethod
+    def for_hydra_job(cls, cfg: DictConfig, seed: int | None, cfg_hash: str) -> RunSummary:
+        """Start the summary of the current Hydra job, with its overrides and swept keys."""
+        hc = HydraConfig.get()
+        multirun = hc.mode == RunMode.MULTIRUN
+        return cls(
+            hc.runtime.output_dir, cfg, seed, overrides=list(hc.overrides.task),
+            swept=sorted(swept_keys(hc.sweeper.get("params"))) if multirun else [],
+            choices=dict(hc.runtime.choices), config_hash=cfg_hash,
+        )  # fmt: skip
 
     def write(self) -> None:
         """Atomically (re)write the file."""

@@ -12,16 +12,16 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations would q
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.config import CONF_DIR, swept_keys
+from ablate.config import CONF_DIR
 from ablate.datasets import DatasetNotFoundError
 from ablate.instantiate import build_loggers_and_callbacks
 from ablate.models import build_model
 from ablate.module import Classifier
 from ablate.results import best_checkpoint, final_metrics, log_hparams
+from ablate.runs import config_hash, previous_run
 from ablate.summary import RunSummary
 from ablate.validate import fail, preflight, validate
 
@@ -30,72 +30,62 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Validate, build data/model/trainer, fit, test the best checkpoint, write summary.json."""
-    hc = HydraConfig.get()
-    validate(cfg, choices=dict(hc.runtime.choices), run_dir=hc.runtime.output_dir)
-    seed = (
-        cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
-    )  # null: a fresh seed, recorded
-    L.seed_everything(seed, workers=True)
-    multirun = hc.mode == RunMode.MULTIRUN
-    swept = swept_keys(hc.sweeper.get("params")) if multirun else set()
-    summary = RunSummary(
-        hc.runtime.output_dir,
-        cfg,
-        seed,
-        overrides=list(hc.overrides.task),
-        swept=sorted(swept),
-        choices=dict(hc.runtime.choices),
-    )
+    run_dir = HydraConfig.get().runtime.output_dir
+    validate(cfg, choices=dict(HydraConfig.get().runtime.choices))
     try:
-        # aug is handed over resolved and un-instantiated: the datamodule builds only its family's pipeline.
+        previous = previous_run(run_dir, config_hash(cfg))
+    except ValueError as e:
+        fail([str(e)])
+    if previous and previous.finished:  # re-running a sweep redoes nothing finished
+        log.info("%s: already %s, skipped", run_dir, previous.summary["status"])
+        return previous.summary.get("metrics", {})
+    seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)  # null: drawn, recorded
+    L.seed_everything(seed, workers=True)
+    summary = RunSummary.for_hydra_job(cfg, seed, config_hash(cfg))
+    try:
+        # aug goes in resolved and un-instantiated: the datamodule builds its family's pipeline only.
         aug = OmegaConf.to_container(cfg.aug, resolve=True)
         datamodule = instantiate(cfg.data, aug=aug, seed=seed, _recursive_=False)
         datamodule.prepare_data()
         datamodule.setup("fit")
         net = build_model(cfg, datamodule.channels, datamodule.num_classes, datamodule.image_size)
         model = Classifier(
-            net,
-            optimizer=instantiate(cfg.optim),
-            scheduler=instantiate(cfg.scheduler) or None,
-            num_classes=datamodule.num_classes,
-            l1=cfg.reg.l1,
-            l2=cfg.reg.l2,
-            weight_decay=cfg.reg.weight_decay,
-        )
+            net, optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler) or None,
+            num_classes=datamodule.num_classes, l1=cfg.reg.l1, l2=cfg.reg.l2,
+            weight_decay=cfg.reg.weight_decay, max_loss=cfg.max_loss,
+        )  # fmt: skip
         loggers, callbacks = build_loggers_and_callbacks(cfg.logger, cfg.callbacks)
         trainer: L.Trainer = instantiate(
-            cfg.trainer,
-            callbacks=callbacks,
-            logger=loggers or False,
+            cfg.trainer, callbacks=callbacks, logger=loggers or False,
             deterministic="warn" if cfg.deterministic else False,
-        )
-        trainer.fit(model, datamodule=datamodule)
-        fit_metrics = dict(trainer.callback_metrics)  # test() replaces these
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_checkpoint(trainer))
-        metrics = final_metrics({**fit_metrics, **trainer.callback_metrics})
-        log_hparams(trainer, cfg, metrics)
+        )  # fmt: skip
+        resume = previous.resume_from if previous else None
+        if resume:
+            log.info("resuming the interrupted run from %s", resume)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
+        metrics = final_metrics(trainer.callback_metrics)
+        status = "completed"
+        if model.diverged_at_step is not None:  # no test: the weights are not a trained model
+            status = "diverged"
+        else:
+            trainer.test(model, datamodule=datamodule, ckpt_path=best_checkpoint(trainer))
+            metrics = final_metrics({**metrics, **trainer.callback_metrics})
+            log_hparams(trainer, cfg, metrics)
         summary.finish(
-            "completed",
-            metrics,
-            steps=trainer.global_step,
-            epochs=trainer.current_epoch,
-            splits=datamodule.split_sizes(),
-            best_checkpoint=best_checkpoint(trainer),
-            history=model.history,
-        )
+            status, metrics, history=model.history, steps=trainer.global_step,
+            epochs=trainer.current_epoch, splits=datamodule.split_sizes(),
+            best_checkpoint=best_checkpoint(trainer), diverged_at_step=model.diverged_at_step,
+        )  # fmt: skip
     except DatasetNotFoundError as e:
         summary.failed(e)
         fail([" ".join(str(e).split())])
     except BaseException as e:
         summary.failed(e)
         raise
-    log.info("run directory: %s", hc.runtime.output_dir)
+    log.info("run directory: %s", run_dir)
     log.info("summary: %s  |  TensorBoard: make tensorboard (serves ./logs)", summary.path)
-    log.info(
-        "test/acc=%.4f val/acc_best=%.4f",
-        metrics.get("test/acc", float("nan")),
-        metrics.get("val/acc_best", float("nan")),
-    )
+    log.info("%s: test/acc=%.4f val/acc_best=%.4f", status, metrics.get("test/acc", float("nan")),
+             metrics.get("val/acc_best", float("nan")))  # fmt: skip
     return metrics
 
 
@@ -107,6 +97,8 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 def main() -> None:
     """Console script `ablate-train`."""
+    # `experiment` defaults to null in conf/train.yaml, so Hydra wants `experiment=x`; accept `+experiment=x` too.
+    sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
     preflight(sys.argv[1:])
     _hydra_main()
 

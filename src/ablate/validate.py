@@ -8,7 +8,6 @@ import re
 import sys
 from collections.abc import Callable
 from numbers import Integral, Real
-from pathlib import Path
 
 import lightning as L
 from hydra import compose, initialize_config_dir
@@ -20,6 +19,7 @@ from ablate.config import CONF_DIR
 from ablate.init import GAINS
 from ablate.models import ACTIVATIONS
 from ablate.norm import PLACEMENTS
+from ablate.runs import same_overrides_problems
 
 EXIT_BAD_CONFIG = 2
 # Groups whose keys must match the chosen option file exactly (trainer/logger/callbacks are open-ended).
@@ -97,6 +97,7 @@ RULES: dict[str, Callable[[str, object], str | None]] = {
     "model.width": positive_int,
     "model.pool_stages": non_negative_int,
     "optim.lr": positive,
+    "max_loss": positive,
     "optim.weight_decay": _rule(
         lambda v: v == 0, "0 (decay is reg.weight_decay: decoupled, weights only)"
     ),
@@ -190,29 +191,15 @@ def key_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
     return problems
 
 
-def validate(
-    cfg: DictConfig, choices: dict[str, str] | None = None, run_dir: str | None = None
-) -> None:
+def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> None:
     """Exit with code 2 and one line per problem if the config is not usable."""
     problems = value_problems(cfg) + trainer_problems(cfg)
-    if run_dir is not None:
-        problems += existing_run_problems(run_dir)
     if choices:
         problems += key_problems(cfg, choices)
     if not problems:  # only look for files once the paths themselves are valid
         problems += data_problems(cfg)
     if problems:
         fail(problems)
-
-
-def existing_run_problems(run_dir: str | Path) -> list[str]:
-    """A run directory that already holds a run must not be written over."""
-    summary = Path(run_dir) / "summary.json"
-    if not summary.exists():
-        return []
-    return [
-        f"{run_dir} already holds a run (summary.json): pick a new hydra.run.dir, or move that run away"
-    ]
 
 
 # ---------------------------------------------------------------- before Hydra starts
@@ -240,7 +227,8 @@ def preflight(argv: list[str]) -> None:
             and not {"-m", "--multirun"} & set(argv)
         ):
             run_dir = str(ov.value())
-            if "${" not in run_dir and (problems := existing_run_problems(run_dir)):
+            task = [o.input_line for o in parsed if not o.key_or_group.startswith("hydra")]
+            if "${" not in run_dir and (problems := same_overrides_problems(run_dir, task)):
                 fail(problems)  # before Hydra rewrites its .hydra/ in there
         if ov.key_or_group.startswith("hydra") or ov.is_delete():
             continue

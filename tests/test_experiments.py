@@ -1,0 +1,89 @@
+"""Study presets: each composes at both scales (<name> and <name>_quick), sweeps its factors over >= 3 seeds, and its claims name swept factors;
+one preset runs for real (shrunk) and its report counts and judges what ran."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import fast_overrides, run_cli
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from ablate.config import CONF_DIR
+from ablate.validate import value_problems
+
+EXPERIMENTS = sorted(
+    p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if not p.stem.endswith("_quick")
+)
+
+
+def _sweep_values(spec: str) -> list[str]:
+    override = OverridesParser.create().parse_overrides([f"k={spec}"])[0]
+    return list(override.sweep_string_iterator()) if override.is_sweep_override() else [spec]
+
+
+@pytest.mark.parametrize("scale", ["full", "quick"])
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_preset_composes_and_sweeps_claimed_factors_over_seeds(name, scale):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[f"experiment={name}{'_quick' if scale == 'quick' else ''}"],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    params = cfg.hydra.sweeper.params
+    assert len(_sweep_values(params["seed"])) >= 3
+    assert value_problems(cfg) == []
+    for claim in cfg.get("report", {}).get("claims", []):
+        assert claim.factor in params, claim.text
+        levels = _sweep_values(params[claim.factor])
+        assert str(claim.better) in levels and str(claim.worse) in levels, claim.text
+        for key, value in (claim.get("where") or {}).items():
+            assert str(value) in _sweep_values(params[key]), claim.text
+    assert cfg.hydra.sweep.dir.endswith(name + ("_quick" if scale == "quick" else ""))
+    if scale == "quick":
+        assert cfg.data.dataset in ("mnist", "fashion_mnist")
+
+
+def test_plus_experiment_spelling_is_accepted(tmp_path):
+    proc = run_cli("+experiment=seeds_default", f"log_dir={tmp_path}", "--cfg", "hydra")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "seed: 0,1,2,3,4" in proc.stdout
+
+
+def test_a_shrunk_real_sweep_reports_every_run(data_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    overrides = [
+        o for o in fast_overrides(data_root, tmp_path) if not o.startswith("trainer.max_epochs")
+    ]
+    proc = run_cli(
+        "-m",
+        "experiment=reg_gap_quick",
+        *overrides,
+        "trainer.max_epochs=1",
+        "data.train_subset=300",
+        'hydra.sweeper.params.reg="none,dropout"',
+        'hydra.sweeper.params.seed="0,1"',
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = sorted(p.parent.name for p in sweep.rglob("summary.json"))
+    assert runs == [
+        "reg=dropout,seed=0",
+        "reg=dropout,seed=1",
+        "reg=none,seed=0",
+        "reg=none,seed=1",
+    ]
+    from ablate.report import build_report
+
+    out = build_report(sweep)
+    rows = (out / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 4
+    summary_md = (out / "summary.md").read_text()
+    assert "Dropout shrinks the train-test gap" in summary_md
+    assert any(w in summary_md for w in ("supported", "inconclusive"))
+    statuses = {json.loads(p.read_text())["status"] for p in sweep.rglob("summary.json")}
+    assert statuses == {"completed"}
