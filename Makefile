@@ -9,7 +9,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export MPLBACKEND := Agg
 
-.PHONY: help install lock train sweep report tensorboard test test-all lint format bench clean
+.PHONY: help install lock train sweep studies report tensorboard test test-all lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,10 @@ train:  ## train (default: CNN on MNIST); pass overrides with ARGS="norm=group r
 sweep:  ## run a study preset: make sweep EXP=bn_lr [SCALE=quick] [ARGS="..."]; re-running skips finished runs
 	@test -n "$(EXP)" || { echo "usage: make sweep EXP=<$$(ls conf/experiment | grep -v _quick | sed 's/.yaml//' | paste -sd'|')> [SCALE=quick]" >&2; exit 2; }
 	$(PY) -m ablate.train -m experiment=$(EXP)$(if $(filter quick,$(SCALE)),_quick) $(ARGS)
+
+studies:  ## run every quick preset, report each into docs/results/ (SCALE=full for the GPU-sized ones)
+	mkdir -p logs docs/results
+	PY=$(PY) bash scripts/run_studies.sh $(or $(SCALE),quick) $(EXP)
 
 report:  ## tables, plots and verdicts for a sweep: make report SWEEP=logs/multiruns/<dir>
 	@test -n "$(SWEEP)" || { echo "usage: make report SWEEP=<sweep directory>" >&2; exit 2; }

@@ -48,12 +48,24 @@ def process_start_time() -> float:
 
 
 _IMPORTED_AT = time.time()
+_run_starts: list[float] = []
+
+
+def mark_run_start() -> None:
+    """Note that a run begins (a multirun runs several in one process)."""
+    _run_starts.append(time.time())
+
+
+def startup_reference() -> float:
+    """When this run's start-up began: process start for the first run, else the run's own start."""
+    return process_start_time() if len(_run_starts) <= 1 else _run_starts[-1]
 
 
 class Throughput(L.Callback):
     """Logs training images/s (steps after the first `skip`, validation excluded) and start-up time.
 
-    perf/startup_s: seconds from process start to the first training step (imports, data, model).
+    perf/startup_s: seconds to the first training step, from process start (imports, data, model);
+    for the later runs of a multirun, from the run's own start.
     """
 
     def __init__(self, skip: int = 5) -> None:
@@ -65,7 +77,7 @@ class Throughput(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if trainer.global_step == 0 and batch_idx == 0:
             pl_module.log(
-                "perf/startup_s", time.time() - process_start_time(), on_step=False, on_epoch=True
+                "perf/startup_s", time.time() - startup_reference(), on_step=False, on_epoch=True
             )
         if batch_idx == self.skip:
             self.t0 = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -23,16 +24,24 @@ def _key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
 
-def swept_keys(sweeper_params: dict | None = None) -> set[str]:
-    """Keys a multirun varies: sweep syntax on the command line (a,b / range / glob) and hydra.sweeper.params."""
-    keys = set()
+SWEPT_ENV = "ABLATE_SWEPT"  # set by the CLI, so launcher workers (joblib, submitit) know it too
+
+
+def cli_swept_keys(argv: list[str]) -> set[str]:
+    """Keys the command line sweeps (a,b / range() / glob())."""
     try:
         parsed = OverridesParser.create().parse_overrides(
-            [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
+            [a for a in argv if "=" in a and not a.startswith("-")]
         )
-        keys |= {_key(o.input_line) for o in parsed if o.is_sweep_override()}
-    except Exception:  # noqa: BLE001 - not Hydra's command line (e.g. under pytest): nothing swept
-        pass
+    except Exception:  # noqa: BLE001 - not a Hydra command line: nothing swept
+        return set()
+    return {_key(o.input_line) for o in parsed if o.is_sweep_override()}
+
+
+def swept_keys(sweeper_params: dict | None = None) -> set[str]:
+    """Keys a multirun varies: sweep syntax on the command line and hydra.sweeper.params."""
+    env = os.environ.get(SWEPT_ENV)
+    keys = set(filter(None, env.split(","))) if env is not None else cli_swept_keys(sys.argv[1:])
     return keys | {_key(k) for k in (sweeper_params or {})}
 
 

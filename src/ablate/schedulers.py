@@ -31,10 +31,13 @@ def onecycle(
 ) -> LRScheduler:
     """One-cycle (Smith & Topin 2019): warm up to optim.lr over pct_start of training, anneal to ~0."""
     max_lr = [g["lr"] for g in optimizer.param_groups]
+    # torch divides by the warm-up length (pct_start * total - 1 steps): a very short run would
+    # make it zero. Such a run then simply ends inside a stretched schedule.
+    total_steps = max(total_steps, math.ceil(2 / pct_start) + 2)
     return OneCycleLR(
         optimizer,
         max_lr=max_lr,
-        total_steps=max(total_steps, 2),
+        total_steps=total_steps,
         pct_start=pct_start,
         div_factor=div_factor,
         final_div_factor=final_div_factor,

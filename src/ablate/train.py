@@ -12,10 +12,12 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations would q
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.config import CONF_DIR
+from ablate.callbacks import mark_run_start
+from ablate.config import CONF_DIR, SWEPT_ENV, cli_swept_keys
 from ablate.datasets import DatasetNotFoundError
 from ablate.instantiate import build_loggers_and_callbacks
 from ablate.models import build_model
@@ -23,6 +25,7 @@ from ablate.module import Classifier
 from ablate.results import best_checkpoint, final_metrics, log_hparams
 from ablate.runs import config_hash, previous_run
 from ablate.summary import RunSummary
+from ablate.threads import set_threads
 from ablate.validate import fail, preflight, validate
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Validate, build data/model/trainer, fit, test the best checkpoint, write summary.json."""
+    mark_run_start()
     run_dir = HydraConfig.get().runtime.output_dir
     validate(cfg, choices=dict(HydraConfig.get().runtime.choices))
     try:
@@ -41,6 +45,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return previous.summary.get("metrics", {})
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)  # null: drawn, recorded
     L.seed_everything(seed, workers=True)
+    threads = set_threads(cfg.threads)
     summary = RunSummary.for_hydra_job(cfg, seed, config_hash(cfg))
     try:
         # aug goes in resolved and un-instantiated: the datamodule builds its family's pipeline only.
@@ -75,6 +80,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             status, metrics, history=model.history, steps=trainer.global_step,
             epochs=trainer.current_epoch, splits=datamodule.split_sizes(),
             best_checkpoint=best_checkpoint(trainer), diverged_at_step=model.diverged_at_step,
+            threads=threads,
         )  # fmt: skip
     except DatasetNotFoundError as e:
         summary.failed(e)
@@ -92,13 +98,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float:
     """The value a Hydra sweeper optimizes: best validation accuracy (0 when there is none)."""
-    return train(cfg).get("val/acc_best", 0.0)
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        return train(cfg).get("val/acc_best", 0.0)
+    try:  # in a sweep, one failed cell is recorded in its summary.json and the sweep goes on
+        return train(cfg).get("val/acc_best", 0.0)
+    except Exception:
+        log.exception("this run failed (see its summary.json); the sweep continues")
+        return 0.0  # worst-case score: a sweeper (e.g. Optuna) must not get NaN or an exception
 
 
 def main() -> None:
     """Console script `ablate-train`."""
     # `experiment` defaults to null in conf/train.yaml, so Hydra wants `experiment=x`; accept `+experiment=x` too.
     sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
+    os.environ[SWEPT_ENV] = ",".join(sorted(cli_swept_keys(sys.argv[1:])))
     preflight(sys.argv[1:])
     _hydra_main()
 

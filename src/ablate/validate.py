@@ -98,6 +98,7 @@ RULES: dict[str, Callable[[str, object], str | None]] = {
     "model.pool_stages": non_negative_int,
     "optim.lr": positive,
     "max_loss": positive,
+    "threads": _rule(lambda v: v == "auto" or (_is_int(v) and v > 0), "auto or a positive integer"),
     "optim.weight_decay": _rule(
         lambda v: v == 0, "0 (decay is reg.weight_decay: decoupled, weights only)"
     ),

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Run study presets one after another, time each, write its report and copy it to docs/results/.
+#   scripts/run_studies.sh [quick|full] [preset ...]     (default: quick, every preset)
+set -uo pipefail
+scale=${1:-quick}; shift || true
+presets=("$@")
+[ ${#presets[@]} -gt 0 ] || presets=($(ls conf/experiment | grep -v _quick | sed 's/\.yaml$//'))
+suffix=$([ "$scale" = quick ] && echo _quick || echo "")
+py=${PY:-.venv/bin/python}
+for p in "${presets[@]}"; do
+  name=$p$suffix
+  start=$(date +%s)
+  "$py" -m ablate.train -m "experiment=$name" callbacks.progress_bar=null > "logs/$name.log" 2>&1
+  rc=$?
+  secs=$(( $(date +%s) - start ))
+  "$py" -m ablate.report "logs/experiments/$name" > /dev/null
+  mkdir -p "docs/results/$name"
+  cp -r "logs/experiments/$name/report/." "docs/results/$name/"
+  echo "$name: exit $rc, $secs s wall ($(nproc) cores)" | tee -a docs/results/timings.txt
+done

@@ -1,0 +1,126 @@
+"""PNG plots: learning curves per cell and test/acc bars per factor (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ablate.report.runs import TARGET_METRIC
+from ablate.report.stats import mean_ci, sample
+from ablate.report.sweep import Sweep
+from ablate.report.tables import _label
+
+CURVES = (("val/acc", "curves_val_acc.png"), ("train/loss", "curves_train_loss.png"))
+
+
+def mean_curve(series: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    """(grid, mean, std) over runs whose steps differ: each is interpolated onto the union grid
+    inside its own step range; std is the sample std (0 where one run covers the step)."""
+    grid = np.unique(np.concatenate([s for s, _ in series]))
+    stack = np.full((len(series), grid.size), np.nan)
+    for i, (steps, values) in enumerate(series):
+        inside = (grid >= steps[0]) & (grid <= steps[-1])
+        stack[i, inside] = np.interp(grid[inside], steps, values)
+    count = np.sum(~np.isnan(stack), axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(stack, axis=0)
+        var = np.nansum((stack - mean) ** 2, axis=0) / np.maximum(count - 1, 1)
+    return grid, mean, np.where(count > 1, np.sqrt(var), 0.0)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(sweep: Sweep, key: str, path: Path) -> bool:
+    """`key` against step per cell, mean ± 1 std over seeds; False (no file) without data."""
+    lines = []
+    for cell, runs in sweep.cells().items():
+        series = [s for r in runs if r.completed and (s := r.series(key))[0].size]
+        if series:
+            lines.append((f"{_label(sweep.factors, cell)} (n={len(series)})", mean_curve(series)))
+    if not lines:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colors = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20")
+    for i, (label, (grid, mean, std)) in enumerate(lines):
+        color = colors(i % colors.N)
+        ax.plot(grid, mean, color=color, label=label)
+        ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2)
+    if key == TARGET_METRIC and sweep.target is not None:
+        ax.axhline(sweep.target, color="gray", ls="--", lw=1, label=f"target {sweep.target}")
+    title = f"{key} per cell: mean ± 1 std over seeds (completed runs)"
+    ax.set(xlabel="training step", ylabel=key, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    _save(fig, path)
+    return True
+
+
+def plot_bars(sweep: Sweep, factor: str, path: Path) -> bool:
+    """Mean test/acc with 95% CI error bars per value of a factor; False without data."""
+    stats = [
+        (v, mean_ci(sample([r for r in sweep.runs if r.factors[factor] == v], "test/acc")))
+        for v in sweep.levels[factor]
+    ]
+    stats = [(v, s) for v, s in stats if s.n]
+    if not stats:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.2 * len(stats) + 2), 4.5))
+    means = np.array([s.mean for _, s in stats])
+    halves = np.nan_to_num(np.array([s.half for _, s in stats]))
+    x = np.arange(len(stats))
+    ax.bar(x, means, yerr=halves, capsize=6, color="tab:blue", alpha=0.8)
+    for xi, mean, half, (_, s) in zip(x, means, halves, stats, strict=True):
+        ax.annotate(
+            f"n={s.n}", (xi, mean + half), xytext=(0, 3), textcoords="offset points", ha="center"
+        )
+    lo, hi = float(np.min(means - halves)), float(np.max(means + halves))
+    pad = max(0.5 * (hi - lo), 0.005)  # zoom in: accuracies differ in the 2nd-3rd decimal
+    ax.set_ylim(max(0.0, lo - pad), hi + pad)
+    ax.set_xticks(x, [v for v, _ in stats])
+    ax.set(
+        xlabel=factor,
+        ylabel="test/acc",
+        title=f"test/acc by {factor}\n(mean and 95% CI over completed runs)",
+    )
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+    return True
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    fig.clf()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def write_plots(out: Path, sweep: Sweep) -> list[str]:
+    """Every plot there is data for; returns the file names written."""
+    for old in [*out.glob("curves_*.png"), *out.glob("bar_*.png")]:
+        old.unlink()  # a plot that has no data any more must not linger from an earlier report
+    written = [name for key, name in CURVES if plot_curves(sweep, key, out / name)]
+    for factor in sweep.factors:
+        name = f"bar_{_slug(factor)}.png"
+        if plot_bars(sweep, factor, out / name):
+            written.append(name)
+    return written

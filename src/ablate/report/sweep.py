@@ -1,0 +1,110 @@
+"""The sweep: its runs grouped into cells by the swept factors (all values but the seed)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ablate.report.plan import Plan, load_plan
+from ablate.report.runs import Run, _is_number, _num, _text, find_summaries, load_run
+from ablate.report.stats import step_budget, steps_to_target
+
+DEFAULT_VALUE = "(default)"
+
+
+class ReportError(Exception):
+    """The sweep cannot be reported at all (no directory, no summaries)."""
+
+
+@dataclass
+class Sweep:
+    """Everything the report is computed from."""
+
+    root: Path
+    runs: list[Run]
+    factors: list[str]
+    levels: dict[str, list[str]]
+    plan: Plan | None
+    target: float | None
+    claims: list[dict[str, Any]]
+    budget: float  # the value a never-reached steps_to_target gets in claims
+
+    def cells(self) -> dict[tuple[str, ...], list[Run]]:
+        """Runs grouped by the values of the factors, in level order."""
+        grouped: dict[tuple[str, ...], list[Run]] = {}
+        for run in self.runs:
+            grouped.setdefault(self.cell_of(run), []).append(run)
+        return dict(sorted(grouped.items(), key=lambda kv: self._cell_rank(kv[0])))
+
+    def cell_of(self, run: Run) -> tuple[str, ...]:
+        return tuple(run.factors[f] for f in self.factors)
+
+    def _cell_rank(self, cell: tuple[str, ...]) -> tuple[int, ...]:
+        return tuple(self.levels[f].index(v) for f, v in zip(self.factors, cell, strict=True))
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def swept_factors(runs: list[Run], plan: Plan | None) -> list[str]:
+    """Swept keys other than seed: from the summaries, else multirun.yaml, else every override."""
+    keys = _unique(k for r in runs for k in r.swept or [])
+    if not keys and plan is not None:
+        keys = plan.keys
+    if not keys:
+        keys = _unique(k for r in runs for k in r.overrides)
+    if plan is not None:  # summaries list swept keys sorted; the command line's order reads better
+        keys.sort(key=lambda k: plan.keys.index(k) if k in plan.keys else len(plan.keys))
+    return [k for k in keys if k != "seed" and not k.startswith("hydra.")]
+
+
+def factor_value(run: Run, key: str) -> str:
+    """The run's value of a factor, as typed in its override when there is one."""
+    value = run.lookup(key)
+    return DEFAULT_VALUE if value is None or isinstance(value, dict | list) else _text(value)
+
+
+def order_levels(values: Iterable[str], planned: list[str]) -> list[str]:
+    """Numeric order when every value is a number, else the sweep's order, then alphabetical."""
+    found = set(values)
+    default = [DEFAULT_VALUE] if DEFAULT_VALUE in found else []
+    found.discard(DEFAULT_VALUE)
+    if all(_is_number(v) for v in found):
+        return default + sorted(found, key=float)
+    return default + [v for v in planned if v in found] + sorted(found - set(planned))
+
+
+def report_block(runs: list[Run]) -> dict[str, Any]:
+    """config.report of the first run that has one (presets set the same block for a sweep)."""
+    for run in runs:
+        block = run.config.get("report")
+        if isinstance(block, dict) and block:
+            return block
+    return {}
+
+
+def load_sweep(sweep_dir: str | Path) -> Sweep:
+    """Read the sweep directory into a Sweep (raises ReportError if there is nothing to read)."""
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise ReportError(f"no such sweep directory: {root}")
+    paths = find_summaries(root)
+    if not paths:
+        raise ReportError(f"no summary.json found under {root}")
+    runs = [load_run(p, root) for p in paths]
+    plan = load_plan(root)
+    factors = swept_factors(runs, plan)
+    block = report_block(runs)
+    target = _num(block.get("target_acc"))
+    target = target if math.isfinite(target) else None
+    for run in runs:
+        run.factors = {f: factor_value(run, f) for f in factors}
+        run.steps_to_target = steps_to_target(run, target)
+    planned = plan.values if plan else {}
+    levels = {f: order_levels((r.factors[f] for r in runs), planned.get(f, [])) for f in factors}
+    claims = [c for c in block.get("claims") or [] if isinstance(c, dict)]
+    return Sweep(root, runs, factors, levels, plan, target, claims, step_budget(runs))

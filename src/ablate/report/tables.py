@@ -1,0 +1,137 @@
+"""Table entries (mean ± std [95% CI], steps reached, markdown tables) and results.csv."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from ablate.report.runs import STEPS, Run, _text
+from ablate.report.stats import Stat, mean_ci, sample
+from ablate.report.sweep import Sweep
+
+CSV_METRICS = (
+    "test/acc",
+    "test/loss",
+    "val/acc_best",
+    "train_eval/acc",
+    "gap/train_test",
+    "gap/train_val",
+    STEPS,
+)
+
+
+STAT_METRICS = ("test/acc", "val/acc_best", "gap/train_test", STEPS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _digits(metric: str) -> int:
+    return 0 if metric == STEPS else 4
+
+
+def fmt_stat(stat: Stat, digits: int = 4) -> str:
+    """`mean ± std [lo, hi]` (the 95% CI); just the mean when n = 1; a dash when n = 0."""
+    if stat.n == 0:
+        return "—"
+    if stat.n == 1:
+        return f"{stat.mean:.{digits}f}"
+    return (
+        f"{stat.mean:.{digits}f} ± {stat.std:.{digits}f} "
+        f"[{stat.lo:.{digits}f}, {stat.hi:.{digits}f}]"
+    )
+
+
+def fmt_steps(runs: list[Run]) -> str:
+    """steps_to_target over completed runs that reached the target, with how many did."""
+    completed = [r for r in runs if r.completed]
+    reached = sample(completed, STEPS)
+    if not completed:
+        return "—"
+    if not reached:
+        return f"not reached (0/{len(completed)})"
+    return f"{fmt_stat(mean_ci(reached), 0)} ({len(reached)}/{len(completed)} reached)"
+
+
+def fmt_metric(runs: list[Run], metric: str) -> str:
+    """A table entry for a metric over a group of runs."""
+    if metric == STEPS:
+        return fmt_steps(runs)
+    return fmt_stat(mean_ci(sample(runs, metric)), _digits(metric))
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured markdown table."""
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), line(["---"] * len(header)), *map(line, rows)])
+
+
+def _label(factors: list[str], cell: tuple[str, ...]) -> str:
+    return ", ".join(f"{f}={v}" for f, v in zip(factors, cell, strict=True)) or "all runs"
+
+
+def _metrics_shown(sweep: Sweep) -> list[str]:
+    return [m for m in STAT_METRICS if m != STEPS or sweep.target is not None]
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "no error recorded").splitlines()[0][:300]
+
+
+# ---------------------------------------------------------------------------------------------
+# results.csv
+
+
+def _csv_value(value: float) -> str:
+    if not math.isfinite(value):
+        return "" if math.isnan(value) else str(value)
+    return str(int(value)) if value == int(value) and abs(value) < 1e15 else repr(value)
+
+
+def _csv_metric(run: Run, metric: str) -> str:
+    if metric == STEPS:
+        v = run.steps_to_target
+        return "" if v is None else "not reached" if math.isnan(v) else _csv_value(v)
+    if metric not in run.metrics:
+        return ""
+    return "nan" if math.isnan(run.metrics[metric]) else _csv_value(run.metrics[metric])
+
+
+def csv_row(run: Run, factors: list[str]) -> list[str]:
+    """One results.csv row."""
+    extra = [run.steps, run.epochs, run.wall_time_s, run.diverged_at_step]
+    return [
+        run.name,
+        run.status,
+        "" if run.seed is None else _text(run.seed),
+        *(run.factors[f] for f in factors),
+        *(_csv_metric(run, m) for m in CSV_METRICS),
+        *map(_csv_value, extra),
+        _first_line(run.error) if run.error else "",
+    ]
+
+
+def write_csv(path: Path, sweep: Sweep) -> None:
+    """results.csv: one row per run."""
+    header = [
+        "run",
+        "status",
+        "seed",
+        *sweep.factors,
+        *CSV_METRICS,
+        "steps",
+        "epochs",
+        "wall_time_s",
+        "diverged_at_step",
+        "error",
+    ]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for cell_runs in sweep.cells().values():
+            writer.writerows(csv_row(r, sweep.factors) for r in cell_runs)

@@ -1,0 +1,28 @@
+"""CPU threads per run, so that parallel runs (hydra/launcher=joblib) do not oversubscribe the cores."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+
+log = logging.getLogger(__name__)
+
+
+def parallel_jobs() -> int:
+    """How many runs this launcher runs at once on this machine (1 unless joblib with n_jobs)."""
+    hc = HydraConfig.get()
+    if hc.runtime.choices.get("hydra/launcher") != "joblib":
+        return 1
+    n_jobs = int(hc.launcher.get("n_jobs") or 1)
+    return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+
+
+def set_threads(threads: int | str) -> int:
+    """Set torch's intra-op threads: an integer, or `auto` (the cores divided among parallel runs)."""
+    n = max(1, (os.cpu_count() or 1) // parallel_jobs()) if threads == "auto" else int(threads)
+    torch.set_num_threads(n)
+    log.info("torch threads: %d", n)
+    return n
