@@ -36,8 +36,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     mark_run_start()
     run_dir = HydraConfig.get().runtime.output_dir
     validate(cfg, choices=dict(HydraConfig.get().runtime.choices))
+    cfg_hash = config_hash(cfg)
     try:
-        previous = previous_run(run_dir, config_hash(cfg))
+        previous = previous_run(run_dir, cfg_hash)
     except ValueError as e:
         fail([str(e)])
     if previous and previous.finished:  # re-running a sweep redoes nothing finished
@@ -46,7 +47,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)  # null: drawn, recorded
     L.seed_everything(seed, workers=True)
     threads = set_threads(cfg.threads)
-    summary = RunSummary.for_hydra_job(cfg, seed, config_hash(cfg))
+    summary = RunSummary.for_hydra_job(cfg, seed, cfg_hash)
     try:
         # aug goes in resolved and un-instantiated: the datamodule builds its family's pipeline only.
         aug = OmegaConf.to_container(cfg.aug, resolve=True)
