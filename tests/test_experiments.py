@@ -39,7 +39,15 @@ def test_preset_composes_and_sweeps_claimed_factors_over_seeds(name, scale):
     assert value_problems(cfg) == []
     for claim in cfg.get("report", {}).get("claims", []):
         # an unquoted comma in a flow mapping ({text: 1,000 images, ...}) splits the text into a stray key
-        assert set(claim) <= {"text", "metric", "factor", "better", "worse", "higher_is_better", "where"}, claim
+        assert set(claim) <= {
+            "text",
+            "metric",
+            "factor",
+            "better",
+            "worse",
+            "higher_is_better",
+            "where",
+        }, claim
         assert claim.factor in params, claim.text
         levels = _sweep_values(params[claim.factor])
         assert str(claim.better) in levels and str(claim.worse) in levels, claim.text

@@ -20,10 +20,13 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
 
 
 def build_loggers_and_callbacks(
-    logger_cfg: DictConfig | None, callbacks_cfg: DictConfig | None
+    logger_cfg: DictConfig | None,
+    callbacks_cfg: DictConfig | None,
+    diagnostics_cfg: DictConfig | None = None,
 ) -> tuple[list, list]:
     """Loggers and callbacks; callbacks that only write to a logger are dropped when there is none."""
-    loggers, callbacks = instantiate_all(logger_cfg), instantiate_all(callbacks_cfg)
+    loggers = instantiate_all(logger_cfg)
+    callbacks = instantiate_all(callbacks_cfg) + instantiate_all(diagnostics_cfg)
     if not loggers:
         dropped = [type(c).__name__ for c in callbacks if isinstance(c, LearningRateMonitor)]
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

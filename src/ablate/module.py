@@ -70,12 +70,18 @@ class Classifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, y = batch
+    def objective(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The training loss on a batch: (loss, data loss, penalty, logits)."""
         logits = self(x)
         data_loss = self.criterion(logits, y)
         reg = penalty(self.decay_weights, self.l1, self.l2)
-        loss = data_loss + reg
+        return data_loss + reg, data_loss, reg, logits
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss, data_loss, reg, logits = self.objective(x, y)
         self._train_loss_since_val.update(loss.detach())
         self.train_acc(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)

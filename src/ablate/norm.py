@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 PLACEMENTS = ("before_act", "after_act")
@@ -34,6 +35,62 @@ def none(placement: str = "before_act") -> Norm:
 def batch(placement: str = "before_act", eps: float = 1e-5, momentum: float = 0.1) -> Norm:
     """BatchNorm (Ioffe & Szegedy 2015): batch mean/var per channel, running stats at eval."""
     return Norm("batch", lambda c: nn.BatchNorm2d(c, eps=eps, momentum=momentum), placement)
+
+
+class NoisyShift(nn.Module):
+    """Per-step random scale and shift of each channel in training, identity at eval.
+
+    Santurkar et al. 2018, "How Does Batch Normalization Help Optimization?", Sec. 2.1: noise with
+    non-zero mean and non-unit variance, redrawn at every step, injected after BatchNorm so the next
+    layer's input distribution keeps moving. y = s * x + m with s ~ U(scale) and m ~ U(-shift, shift),
+    drawn per sample and channel (per_sample=true) or per channel only.
+    """
+
+    def __init__(
+        self, shift: float = 1.0, scale: tuple[float, float] = (0.5, 2.0), per_sample: bool = True
+    ) -> None:
+        super().__init__()
+        low, high = scale
+        if shift < 0 or not 0 < low <= high:
+            raise ValueError(
+                f"noisy BN needs shift >= 0 and 0 < scale[0] <= scale[1], got shift={shift}, "
+                f"scale={tuple(scale)}"
+            )
+        self.shift, self.scale, self.per_sample = (
+            float(shift),
+            (float(low), float(high)),
+            per_sample,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        shape = (x.shape[0] if self.per_sample else 1, x.shape[1]) + (1,) * (x.dim() - 2)
+        low, high = self.scale
+        s = torch.empty(shape, device=x.device, dtype=x.dtype).uniform_(low, high)
+        m = torch.empty(shape, device=x.device, dtype=x.dtype).uniform_(-self.shift, self.shift)
+        return x * s + m
+
+    def extra_repr(self) -> str:
+        return f"shift={self.shift}, scale={self.scale}, per_sample={self.per_sample}"
+
+
+def batch_noisy(
+    placement: str = "before_act",
+    eps: float = 1e-5,
+    momentum: float = 0.1,
+    shift: float = 1.0,
+    scale: tuple[float, float] = (0.5, 2.0),
+    per_sample: bool = True,
+) -> Norm:
+    """BatchNorm followed by NoisyShift: BN's output distribution made unstable on purpose."""
+    NoisyShift(shift, tuple(scale), per_sample)  # check the ranges now, not at model build
+
+    def make(c: int) -> nn.Module:
+        bn = nn.BatchNorm2d(c, eps=eps, momentum=momentum)
+        return nn.Sequential(bn, NoisyShift(shift, tuple(scale), per_sample))
+
+    return Norm("batch_noisy", make, placement)
 
 
 def layer(placement: str = "before_act", eps: float = 1e-5) -> Norm:

@@ -16,6 +16,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ablate import diagnostics
 from ablate.callbacks import mark_run_start
 from ablate.config import CONF_DIR, SWEPT_ENV, cli_swept_keys
 from ablate.datasets import DatasetNotFoundError
@@ -60,7 +61,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             num_classes=datamodule.num_classes, l1=cfg.reg.l1, l2=cfg.reg.l2,
             weight_decay=cfg.reg.weight_decay, max_loss=cfg.max_loss,
         )  # fmt: skip
-        loggers, callbacks = build_loggers_and_callbacks(cfg.logger, cfg.callbacks)
+        loggers, callbacks = build_loggers_and_callbacks(cfg.logger, cfg.callbacks, cfg.diagnostics)
         trainer: L.Trainer = instantiate(
             cfg.trainer, callbacks=callbacks, logger=loggers or False,
             deterministic="warn" if cfg.deterministic else False,
@@ -69,19 +70,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if resume:
             log.info("resuming the interrupted run from %s", resume)
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
-        metrics = final_metrics(trainer.callback_metrics)
+        diag_metrics, diag_series = diagnostics.collect(callbacks)
+        metrics = final_metrics({**trainer.callback_metrics, **diag_metrics})
         status = "completed"
         if model.diverged_at_step is not None:  # no test: the weights are not a trained model
             status = "diverged"
         else:
             trainer.test(model, datamodule=datamodule, ckpt_path=best_checkpoint(trainer))
-            metrics = final_metrics({**metrics, **trainer.callback_metrics})
+            metrics = final_metrics({**metrics, **trainer.callback_metrics})  # keeps diag_metrics
             log_hparams(trainer, cfg, metrics)
         summary.finish(
             status, metrics, history=model.history, steps=trainer.global_step,
             epochs=trainer.current_epoch, splits=datamodule.split_sizes(),
             best_checkpoint=best_checkpoint(trainer), diverged_at_step=model.diverged_at_step,
-            threads=threads,
+            threads=threads, diagnostics=diag_series or None,
         )  # fmt: skip
     except DatasetNotFoundError as e:
         summary.failed(e)

@@ -91,6 +91,11 @@ RULES: dict[str, Callable[[str, object], str | None]] = {
     "reg.dropout2d": probability,
     "norm.placement": one_of(set(PLACEMENTS)),
     "norm.groups": positive_int,
+    "norm.shift": non_negative,
+    "norm.scale": _rule(
+        lambda v: len(v) == 2 and all(_is_num(x) for x in v) and 0 < v[0] <= v[1],
+        "a pair [low, high] with 0 < low <= high",
+    ),
     "model.activation": one_of(set(ACTIVATIONS) & set(GAINS)),
     "model.hidden": non_negative_int,
     "model.depth": positive_int,
@@ -102,6 +107,14 @@ RULES: dict[str, Callable[[str, object], str | None]] = {
     "optim.weight_decay": _rule(
         lambda v: v == 0, "0 (decay is reg.weight_decay: decoupled, weights only)"
     ),
+    **{
+        f"diagnostics.{cb}.{key}": non_negative_int
+        for cb in ("activations", "gradients", "landscape")
+        for key in ("every_n_steps", "histogram_every_n_steps")
+    },
+    "diagnostics.landscape.min_factor": positive,
+    "diagnostics.landscape.max_factor": positive,
+    "diagnostics.landscape.points": positive_int,
     "trainer.max_epochs": _rule(lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer"),
 }
 

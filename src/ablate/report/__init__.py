@@ -29,7 +29,14 @@ from ablate.report.markdown import (
     status_lists,
 )
 from ablate.report.plan import Plan, load_plan, sweep_values
-from ablate.report.plots import CURVES, mean_curve, plot_bars, plot_curves, write_plots
+from ablate.report.plots import (
+    CURVES,
+    mean_curve,
+    plot_bars,
+    plot_curves,
+    plot_landscape,
+    write_plots,
+)
 from ablate.report.runs import (
     REPORT_DIRNAME,
     STEPS,
@@ -116,6 +123,7 @@ __all__ = [
     "mean_curve",
     "plot_curves",
     "plot_bars",
+    "plot_landscape",
     "write_plots",
     "build_report",
     "main",

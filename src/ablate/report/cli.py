@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("sweep_dir", type=Path, help="the sweep directory (holds one dir per run)")
     args = parser.parse_args(argv)
+    # Warnings (e.g. a skipped, unreadable summary.json) go to stderr in the style of the errors.
+    logging.basicConfig(level=logging.WARNING, format="ablate.report: %(levelname)s: %(message)s")
     try:
         out = build_report(args.sweep_dir)
     except ReportError as e:

@@ -130,12 +130,12 @@ def status_lists(sweep: Sweep) -> str:
         for r in _with(sweep, "diverged")
     ]
     running = [f"`{r.name}`" for r in _with(sweep, "running")]
-    corrupt = [f"`{r.name}`: {r.error}" for r in _with(sweep, "corrupt")]
+    corrupt = [f"`{r.name}`: {r.error} (file `{r.path}`)" for r in _with(sweep, "corrupt")]
     return (
         _list("Failed", failed)
         + _list("Diverged", diverged)
         + _list("Still running", running)
-        + _list("Unreadable summary.json", corrupt)
+        + _list("Skipped, unreadable summary.json", corrupt)
     )
 
 

@@ -1,4 +1,4 @@
-"""PNG plots: learning curves per cell and test/acc bars per factor (matplotlib, Agg backend)."""
+"""PNG plots: learning curves per cell, test/acc bars per factor, landscape probes (matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -101,6 +101,61 @@ def plot_bars(sweep: Sweep, factor: str, path: Path) -> bool:
     return True
 
 
+LANDSCAPE_ROWS = (
+    ("loss_min", "loss_max", "loss along the gradient\n(min..max over step sizes)"),
+    ("grad_diff_min", "grad_diff_max", "||g - g'|| (gradient\npredictiveness, lower = better)"),
+    ("beta_smoothness", None, "effective beta-smoothness\n(max ||g - g'|| / ||eta g||)"),
+)
+
+
+def _landscape_series(run: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
+    points = {
+        float(p["step"]): float(p[key])
+        for p in (run.diagnostics or {}).get("landscape", [])
+        if isinstance(p, dict) and np.isfinite(float(p.get(key, np.nan)))
+    }
+    steps = np.array(sorted(points), dtype=float)
+    return steps, np.array([points[s] for s in steps], dtype=float)
+
+
+def plot_landscape(sweep: Sweep, path: Path) -> bool:
+    """Santurkar et al. 2018, Fig. 4: per cell (side by side), the loss band, the gradient-
+    predictiveness band and beta-smoothness against step, means over seeds; False without probes."""
+    cells = []
+    for cell, runs in sweep.cells().items():
+        probed = [r for r in runs if r.completed and _landscape_series(r, "loss_min")[0].size]
+        if probed:
+            cells.append((f"{_label(sweep.factors, cell)} (n={len(probed)})", probed))
+    if not cells:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        len(LANDSCAPE_ROWS), len(cells), figsize=(4.5 * len(cells) + 1, 9),
+        sharex="col", sharey="row", squeeze=False,
+    )  # fmt: skip
+    for col, (label, runs) in enumerate(cells):
+        for row, (low, high, ylabel) in enumerate(LANDSCAPE_ROWS):
+            ax = axes[row][col]
+            grid, lo, _ = mean_curve([_landscape_series(r, low) for r in runs])
+            if high is None:
+                ax.plot(grid, lo, color="tab:red")
+                ax.set_yscale("log")
+            else:
+                _, hi, _ = mean_curve([_landscape_series(r, high) for r in runs])
+                ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.35)
+                ax.plot(grid, hi, color="tab:blue", lw=0.8)
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel(ylabel)
+            if row == 0:
+                ax.set_title(label)
+            if row == len(LANDSCAPE_ROWS) - 1:
+                ax.set_xlabel("training step")
+    fig.suptitle("Loss landscape probes (Santurkar et al. 2018, Fig. 4): means over seeds")
+    _save(fig, path)
+    return True
+
+
 def _save(fig: Any, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -116,9 +171,11 @@ def _slug(name: str) -> str:
 
 def write_plots(out: Path, sweep: Sweep) -> list[str]:
     """Every plot there is data for; returns the file names written."""
-    for old in [*out.glob("curves_*.png"), *out.glob("bar_*.png")]:
+    for old in [*out.glob("curves_*.png"), *out.glob("bar_*.png"), *out.glob("landscape.png")]:
         old.unlink()  # a plot that has no data any more must not linger from an earlier report
     written = [name for key, name in CURVES if plot_curves(sweep, key, out / name)]
+    if plot_landscape(sweep, out / "landscape.png"):
+        written.append("landscape.png")
     for factor in sweep.factors:
         name = f"bar_{_slug(factor)}.png"
         if plot_bars(sweep, factor, out / name):

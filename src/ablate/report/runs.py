@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
 
 REPORT_DIRNAME = "report"
 STEPS = "steps_to_target"
@@ -66,6 +69,7 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    diagnostics: dict[str, Any] = field(default_factory=dict)  # e.g. {"landscape": [probe, ...]}
     steps: float = math.nan
     epochs: float = math.nan
     wall_time_s: float = math.nan
@@ -73,6 +77,7 @@ class Run:
     error: str | None = None
     factors: dict[str, str] = field(default_factory=dict)  # filled by load_sweep
     steps_to_target: float | None = None  # None: no target set; nan: never reached
+    path: Path | None = None  # the summary.json it was read from
 
     @property
     def completed(self) -> bool:
@@ -129,24 +134,27 @@ def fallback_overrides(run_dir: Path) -> dict[str, str]:
 
 
 def load_run(path: Path, root: Path) -> Run:
-    """Read one summary.json; an unreadable file gives a run with status `corrupt`."""
+    """Read one summary.json; an unreadable file gives a run with status `corrupt` (and a warning)."""
     name = path.parent.relative_to(root).as_posix()
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        return _run_from_dict(name, data, path.parent)
+        return _run_from_dict(name, data, path)
     except (OSError, ValueError, TypeError, AttributeError) as e:
+        why = f"{type(e).__name__}: {e}"
+        log.warning("skipped unreadable %s (%s)", path, why)
         return Run(
             name,
             "corrupt",
             overrides=fallback_overrides(path.parent),
-            error=f"unreadable summary.json: {type(e).__name__}: {e}",
+            error=f"unreadable summary.json: {why}",
+            path=path,
         )
 
 
-def _run_from_dict(name: str, data: dict[str, Any], run_dir: Path) -> Run:
-    overrides = parse_overrides(data.get("overrides")) or fallback_overrides(run_dir)
+def _run_from_dict(name: str, data: dict[str, Any], path: Path) -> Run:
+    overrides = parse_overrides(data.get("overrides")) or fallback_overrides(path.parent)
     config = data.get("config") if isinstance(data.get("config"), dict) else {}
     seed = data.get("seed", overrides.get("seed", config.get("seed")))
     swept = data.get("swept")
@@ -160,9 +168,11 @@ def _run_from_dict(name: str, data: dict[str, Any], run_dir: Path) -> Run:
         config=config,
         metrics={str(k): _num(v) for k, v in (data.get("metrics") or {}).items()},
         history=[h for h in data.get("history") or [] if isinstance(h, dict)],
+        diagnostics=data["diagnostics"] if isinstance(data.get("diagnostics"), dict) else {},
         steps=_num(data.get("steps")),
         epochs=_num(data.get("epochs")),
         wall_time_s=_num(data.get("wall_time_s")),
         diverged_at_step=_num(data.get("diverged_at_step")),
         error=str(data["error"]) if data.get("error") else None,
+        path=path,
     )
