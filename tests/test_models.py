@@ -30,3 +30,24 @@ def test_plain_deep_has_depth_identical_convs_and_no_shortcuts(depth):
 def test_norm_layers_appear_in_every_block():
     model = PlainDeep(3, 10, (32, 32), depth=6, width=8, norm=batch())
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 6
+
+
+def test_head_norm_normalizes_the_hidden_layer_per_feature():
+    from ablate.norm import instance
+
+    x = torch.randn(16, 1, 28, 28)
+    net = CNN(1, 10, (28, 28), channels=[4], hidden=8, norm=batch(), head_norm=True).train()
+    hidden = net.head[:3](net.features(x))  # flatten -> linear (no bias) -> BN
+    assert net.head[1].bias is None
+    assert torch.allclose(hidden.mean(0), torch.zeros(8), atol=1e-5)
+    assert torch.allclose(hidden.var(0, unbiased=False), torch.ones(8), atol=1e-3)
+    after = CNN(1, 10, (28, 28), channels=[4], hidden=8, norm=batch("after_act"), head_norm=True)
+    assert isinstance(after.head[2], nn.ReLU)  # linear -> ReLU -> BN
+    plain = CNN(1, 10, (28, 28), channels=[4], hidden=8, norm=none(), head_norm=True)
+    assert [type(m) for m in plain.head] == [nn.Flatten, nn.Linear, nn.ReLU, nn.Linear]
+    assert CNN(1, 10, (28, 28), channels=[4], hidden=8, norm=group(4), head_norm=True)(x).shape == (
+        16,
+        10,
+    )
+    with pytest.raises(ValueError, match="head_norm"):
+        CNN(1, 10, (28, 28), channels=[4], hidden=8, norm=instance(), head_norm=True)

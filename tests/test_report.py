@@ -355,3 +355,26 @@ def test_main_cli(tmp_path: Path, sweep_dir: Path, capsys):
     assert "no summary.json" in capsys.readouterr().err
     assert report.main([str(sweep_dir)]) == 0
     assert (sweep_dir / "report" / "summary.md").is_file()
+
+
+def test_val_acc_best_of_diverged_runs_counts_in_claims(tmp_path: Path):
+    """A claim 'batch still trains where none diverges' must see the diverged runs' chance accuracy."""
+    from ablate.report import build_report
+
+    claims = [
+        {"text": "BN trains at lr 1.0", "metric": "val/acc_best", "factor": "norm",
+         "better": "batch", "worse": "none", "higher_is_better": True},
+    ]  # fmt: skip
+    for seed in range(3):
+        for norm, status, acc in (
+            ("batch", "completed", 0.97 + seed / 1000),
+            ("none", "diverged", 0.1 + seed / 1000),
+        ):
+            path = write_summary(
+                tmp_path, {"norm": norm, "seed": seed}, status, metrics={"val/acc_best": acc}
+            )
+            data = json.loads(path.read_text())
+            data["config"]["report"]["claims"] = claims
+            path.write_text(json.dumps(data))
+    summary_md = (build_report(tmp_path) / "summary.md").read_text()
+    assert "- **supported**: “BN trains at lr 1.0”" in summary_md

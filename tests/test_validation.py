@@ -106,3 +106,37 @@ def test_a_finished_run_directory_is_never_written_over(data_root, tmp_path):
     assert again.returncode == 2
     assert f"error: {run} already holds a run" in again.stderr
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "callbacks.model_checkpoint.dirpath=/tmp/elsewhere",
+        "logger.tensorboard.save_dir=../outside",
+        "trainer.default_root_dir=/",
+    ],
+)
+def test_output_paths_outside_the_run_dir_are_refused(override, data_root, tmp_path):
+    run_dir = tmp_path / "run"
+    r = run_cli(*fast_overrides(data_root, tmp_path), f"hydra.run.dir={run_dir}", override)
+    assert r.returncode == 2, r.stderr[-2000:]
+    (line,) = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert override.split("=")[0] in line and "outside the run directory" in line
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "summary.json").exists()
+
+
+def test_output_paths_inside_the_run_dir_pass():
+    from omegaconf import OmegaConf
+
+    from ablate.validate import path_problems
+
+    cfg = OmegaConf.create(
+        {
+            "trainer": {"default_root_dir": "/runs/a"},
+            "callbacks": {"ckpt": {"dirpath": "/runs/a/checkpoints"}, "off": None},
+            "logger": {"tb": {"save_dir": "/runs/a/../a/tb"}},
+        }
+    )
+    assert path_problems(cfg, "/runs/a") == []
+    cfg.callbacks.ckpt.dirpath = "/runs/a/../b"
+    assert len(path_problems(cfg, "/runs/a")) == 1

@@ -70,6 +70,7 @@ class Throughput(L.Callback):
 
     def __init__(self, skip: int = 5) -> None:
         self.skip = skip
+        self.images, self.t0, self.t1 = 0, None, None  # a run resumed mid-epoch skips epoch start
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.images, self.t0, self.t1 = 0, None, None
@@ -90,3 +91,24 @@ class Throughput(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.t0 is not None and self.t1 > self.t0:
             pl_module.log("perf/train_images_per_s", self.images / (self.t1 - self.t0))
+
+
+def rss_mb() -> float:
+    """This process's resident memory in MiB (Linux /proc; elsewhere the peak from getrusage)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class MemoryMonitor(L.Callback):
+    """Logs the process's resident memory (perf/rss_mb, MiB) at each training epoch's end:
+    a value that keeps growing over epochs means something holds on to tensors or graphs."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.log("perf/rss_mb", rss_mb())

@@ -1,18 +1,32 @@
-"""LightningDataModule over decoded uint8 arrays: seeded split, stratified subset, standardization, augmentation."""
+"""LightningDataModule over decoded uint8 arrays: seeded split, stratified subset, standardization, augmentation.
+
+Two data paths give the same batches (eval) or batches from the same distribution (train):
+- CPU (`data.on_device=false`, the default on CPU): a DataLoader slices numpy arrays and runs the
+  albumentations pipeline image by image (`ablate.augment`), optionally in worker processes.
+- device (`data.on_device=true`, the default on a GPU): the uint8 splits live on the training device,
+  batches are sliced there by index and augmented batched (`ablate.device_aug`), in the manner of
+  airbench. Presets with an op that has no batched version fall back to the CPU path (auto) or are
+  a config error (`true`); the table of which preset runs where is in `ablate.device_aug`.
+Both shard batches over DDP ranks the way DistributedSampler does (rank r takes every world-th
+image of one permutation shared by all ranks), so a DDP step sees the same images as one process
+with batch size `devices * data.batch_size`.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from ablate import datasets
 from ablate.augment import BatchAugment, build_augment
+from ablate.device_aug import DeviceAugment, NoDeviceEquivalent, build_device_augment, generator
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +68,92 @@ class BatchDataset(Dataset):
         return x, self.y[idx]
 
 
+def shard(order: Sequence[int], rank: int, world: int, pad: bool) -> Sequence[int]:
+    """This rank's share of `order`: every world-th item from `rank` (DistributedSampler's split).
+
+    pad=True repeats the first items so every rank gets the same count (training: DDP needs the same
+    number of steps on every rank); eval leaves it uneven so each image is scored exactly once.
+    """
+    if world == 1:
+        return order
+    if pad and len(order) % world:
+        extra = order[: world - len(order) % world]
+        order = torch.cat([order, extra]) if torch.is_tensor(order) else [*order, *extra]
+    return order[rank::world]
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Batches of this rank's share of the base sampler's order (BatchSampler when world=1)."""
+
+    def __init__(
+        self, base: Sampler[int], batch_size: int, rank: int = 0, world: int = 1, pad: bool = False
+    ) -> None:
+        self.base, self.batch_size, self.rank, self.world, self.pad = (
+            base,
+            batch_size,
+            rank,
+            world,
+            pad,
+        )
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = shard(list(self.base), self.rank, self.world, self.pad)
+        for i in range(0, len(order), self.batch_size):
+            yield order[i : i + self.batch_size]
+
+    def __len__(self) -> int:
+        n = len(shard(range(len(self.base)), self.rank, self.world, self.pad))
+        return -(-n // self.batch_size)
+
+
+class DeviceBatches:
+    """Batches sliced by index from uint8 (N, C, H, W) images on one device and augmented there.
+
+    Shuffling and augmentation draw from generators on that device seeded from (seed, epoch) and
+    (seed, epoch, rank): an epoch's batches are reproducible given the seed, also after resuming.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        augment: DeviceAugment | None = None,
+        rank: int = 0,
+        world: int = 1,
+        epoch: Callable[[], int] | None = None,
+    ) -> None:
+        self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
+        self.augment, self.rank, self.world = augment, rank, world
+        self._epoch_source = epoch
+        self._iterations = 0  # the epoch when no trainer says which one it is
+
+    def __len__(self) -> int:
+        n = len(shard(range(len(self.y)), self.rank, self.world, pad=self.shuffle))
+        return -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = self._epoch_source() if self._epoch_source else self._iterations
+        self._iterations += 1
+        device = self.x.device
+        if (
+            self.shuffle
+        ):  # the same permutation on every rank: only the augmentation differs by rank
+            order = torch.randperm(
+                len(self.y), generator=generator(device, self.seed, epoch, 0), device=device
+            )
+        else:
+            order = torch.arange(len(self.y), device=device)
+        order = shard(order, self.rank, self.world, pad=self.shuffle)
+        g = generator(device, self.seed, epoch, 1, self.rank) if self.augment else None
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i : i + self.batch_size]
+            x = self.x[idx]
+            yield (self.augment(x, g) if self.augment else x), self.y[idx]
+
+
 class ImageDataModule(L.LightningDataModule):
     """One dataset from `ablate.datasets`, split into train/val (seeded) plus the official test split."""
 
@@ -76,6 +176,7 @@ class ImageDataModule(L.LightningDataModule):
         download: bool = True,
         aug: DictConfig | None = None,
         seed: int = 0,
+        on_device: bool | None = None,
     ) -> None:
         super().__init__()
         self.dataset, self.root, self.cache_dir, self.download = dataset, root, cache_dir, download
@@ -92,6 +193,22 @@ class ImageDataModule(L.LightningDataModule):
         self.channels, self.image_size, self.num_classes = channels, tuple(image_size), num_classes
         self.aug_family, self.aug_cfg, self.seed = aug_family, aug, seed
         self.eval_train_max = eval_train_max
+        if on_device not in (None, True, False):
+            raise ValueError(
+                f"data.on_device={on_device!r} is not allowed: null (on the device when it is a GPU), "
+                "true or false"
+            )
+        self.on_device = on_device
+        self._device_aug, self._device_aug_problem = self._device_augment()
+        if on_device and self._device_aug_problem:
+            raise ValueError(
+                f"data.on_device=true but aug for {aug_family} has no batched device version: "
+                f"{self._device_aug_problem}. Use data.on_device=null (falls back to the CPU path) "
+                "or an aug preset that runs on the device (table in src/ablate/device_aug.py)"
+            )
+        self._use_device: bool | None = None  # resolved once the training device is known
+        self._device_splits: dict[tuple[str, int | None], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._stats_on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.classes: list[str] = []
         self.mean = torch.zeros(channels)
         self.std = torch.ones(channels)
@@ -158,6 +275,7 @@ class ImageDataModule(L.LightningDataModule):
             pixels = self._splits["train"][0].reshape(-1, self.channels).astype(np.float64) / 255.0
             self.mean = torch.tensor(pixels.mean(0), dtype=torch.float32)
             self.std = torch.tensor(pixels.std(0).clip(1e-6), dtype=torch.float32)
+            self._stats_on.clear()
         log.info(
             "%s: %d train / %d val / %d test images, mean %s std %s",
             self.dataset,
@@ -175,37 +293,105 @@ class ImageDataModule(L.LightningDataModule):
     def _augment(self, seed: int) -> BatchAugment | None:
         return build_augment(self.aug_cfg, self.aug_family, seed) if self.aug_cfg else None
 
+    def _device_augment(self) -> tuple[DeviceAugment | None, str | None]:
+        """The batched version of the aug pipeline, or why there is none."""
+        try:
+            return build_device_augment(self.aug_cfg, self.aug_family, self.image_size), None
+        except NoDeviceEquivalent as e:
+            return None, str(e)
+
+    @property
+    def device(self) -> torch.device:
+        """The device the trainer trains on (CPU without a trainer)."""
+        return self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+
+    def _rank_world(self) -> tuple[int, int]:
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+
+    @property
+    def data_path(self) -> str:
+        """`device` or `cpu`: where batches are sliced and augmented (decided once per run)."""
+        if self._use_device is None:
+            self._use_device = self._choose_path(self.device)
+        return "device" if self._use_device else "cpu"
+
+    def _choose_path(self, device: torch.device) -> bool:
+        want = self.on_device if self.on_device is not None else device.type == "cuda"
+        if want and self._device_aug_problem:  # only reachable with on_device=null (auto)
+            log.warning(
+                "data path: CPU (albumentations), not the device: %s", self._device_aug_problem
+            )
+            return False
+        if want:
+            log.info("data path: device (%s), augmentation %s", device, self._device_aug)
+        else:
+            log.info("data path: CPU (albumentations, %d workers)", self.num_workers)
+        return want
+
+    def _split(self, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self._splits[split]
+        if limit is not None and limit < len(y):
+            keep = stratified_pick(y, limit, np.random.default_rng([self.seed, 3]))
+            x, y = x[keep], y[keep]
+        return x, y
+
     def _loader(
         self,
         split: str,
         shuffle: bool,
         augment: BatchAugment | None = None,
         limit: int | None = None,
-    ) -> DataLoader:
-        x, y = self._splits[split]
-        if limit is not None and limit < len(y):
-            keep = stratified_pick(y, limit, np.random.default_rng([self.seed, 3]))
-            x, y = x[keep], y[keep]
-        ds = BatchDataset(x, y, augment)
-        generator = torch.Generator().manual_seed(self.seed)
-        base = RandomSampler(ds, generator=generator) if shuffle else SequentialSampler(ds)
+    ) -> DataLoader | DeviceBatches:
+        rank, world = self._rank_world()
         size = self.batch_size if shuffle else self.eval_batch_size
+        if self.data_path == "device":
+            return self._device_loader(split, shuffle, limit, size, rank, world)
+        if (
+            world > 1
+            and self.trainer is not None
+            and self.trainer._accelerator_connector.use_distributed_sampler
+        ):
+            raise ValueError(
+                "distributed training with data.on_device=false needs "
+                "trainer.use_distributed_sampler=false (the datamodule shards batches itself; "
+                "trainer=ddp sets it)"
+            )
+        ds = BatchDataset(*self._split(split, limit), augment)
+        gen = torch.Generator().manual_seed(self.seed)
+        base = RandomSampler(ds, generator=gen) if shuffle else SequentialSampler(ds)
         return DataLoader(
             ds,
             batch_size=None,
-            sampler=BatchSampler(base, size, drop_last=False),
+            sampler=ShardedBatchSampler(base, size, rank, world, pad=shuffle),
             num_workers=self.num_workers,
-            generator=generator,
+            generator=gen,
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def _device_loader(
+        self, split: str, shuffle: bool, limit: int | None, size: int, rank: int, world: int
+    ) -> DeviceBatches:
+        key, device = (split, limit), self.device
+        if key not in self._device_splits or self._device_splits[key][0].device != device:
+            x, y = self._split(split, limit)
+            self._device_splits[key] = (
+                torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(device),
+                torch.from_numpy(y).to(device),
+            )
+        x, y = self._device_splits[key]
+        epoch = (lambda: self.trainer.current_epoch) if self.trainer else None
+        augment = self._device_aug if shuffle else None
+        return DeviceBatches(x, y, size, shuffle, self.seed, augment, rank, world, epoch)
+
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
+        if self.data_path == "device":
+            return self._loader("train", shuffle=True)
         return self._loader("train", shuffle=True, augment=self._augment(self.seed))
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("val", shuffle=False)
 
-    def test_dataloader(self) -> list[DataLoader]:
+    def test_dataloader(self) -> list[DataLoader | DeviceBatches]:
         loaders = [self._loader("test", shuffle=False)]
         if self.eval_train_max != 0:
             loaders.append(self._loader("train", shuffle=False, limit=self.eval_train_max))
@@ -215,13 +401,25 @@ class ImageDataModule(L.LightningDataModule):
         x, y = batch
         x = x.float().div_(255.0)
         if self.standardize:
-            x = x.sub_(self.mean.to(x.device).view(1, -1, 1, 1)).div_(
-                self.std.to(x.device).view(1, -1, 1, 1)
-            )
+            if (
+                x.device not in self._stats_on
+            ):  # copied once: a per-batch copy would sync with the host
+                self._stats_on[x.device] = (
+                    self.mean.to(x.device).view(1, -1, 1, 1),
+                    self.std.to(x.device).view(1, -1, 1, 1),
+                )
+            mean, std = self._stats_on[x.device]
+            x = x.sub_(mean).div_(std)
         return x, y
 
     def preview(self, n: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
         """The first n training images as stored, and the same images through the augmentation."""
         images = self._splits["train"][0][:n]
+        if self.data_path == "device":  # show what the device ops do, computed on the CPU
+            if self._device_aug is None:
+                return images, None
+            x = torch.from_numpy(images).permute(0, 3, 1, 2)
+            out = self._device_aug(x, generator("cpu", self.seed, 0, 2))  # its own stream
+            return images, out.permute(0, 2, 3, 1).numpy()
         augment = self._augment(self.seed + 1)  # its own stream: previewing must not shift training
         return images, (augment(images) if augment is not None else None)

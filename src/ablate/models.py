@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ablate.init import apply_init
 from ablate.norm import Norm
 from ablate.norm import none as no_norm
+from ablate.speed import apply_speed, split_speed_keys
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,30 @@ def conv_block(
     return nn.Sequential(*layers)
 
 
+class _AsMap(nn.Module):
+    """Applies a conv-block norm to (N, C) features as (N, C, 1, 1) maps (BatchNorm: per feature)."""
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x):
+        return self.norm(x[:, :, None, None]).flatten(1)
+
+
+def hidden_norm_and_activation(features: int, norm: Norm, activation: str) -> list[nn.Module]:
+    """[norm, activation] for the head's hidden layer, in the order norm.placement says."""
+    if norm.name == "none":
+        return [activation_layer(activation)]
+    if norm.name == "instance":
+        raise ValueError(
+            "model.head_norm=true with norm=instance: a feature vector has no spatial extent to "
+            "normalize over; use norm=batch, layer or group, or model.head_norm=false"
+        )
+    layers = [_AsMap(norm(features)), activation_layer(activation)]
+    return layers if norm.placement == "before_act" else layers[::-1]
+
+
 class CNN(nn.Module):
     """Conv blocks with the given channel widths, then flatten -> hidden -> classes."""
 
@@ -64,6 +89,7 @@ class CNN(nn.Module):
         norm: Norm | None = None,
         dropout: float = 0.0,
         dropout2d: float = 0.0,
+        head_norm: bool = False,
     ) -> None:
         super().__init__()
         norm = norm or no_norm()
@@ -81,7 +107,8 @@ class CNN(nn.Module):
         head: list[nn.Module] = [nn.Flatten()]
         features = c_prev * h * w
         if hidden:
-            head += [nn.Linear(features, hidden), activation_layer(activation)]
+            head += [nn.Linear(features, hidden, bias=not head_norm or norm.name == "none")]
+            head += hidden_norm_and_activation(hidden, norm if head_norm else no_norm(), activation)
             features = hidden
         if dropout > 0:
             head.append(nn.Dropout(dropout))
@@ -131,7 +158,8 @@ def build_model(
     cfg: DictConfig, in_channels: int, num_classes: int, image_size: tuple[int, int]
 ) -> nn.Module:
     """The network from cfg.model, cfg.norm, cfg.reg (dropout) and cfg.init."""
-    model = instantiate(cfg.model)(
+    arch, speed = split_speed_keys(OmegaConf.to_container(cfg.model, resolve=True))
+    model = instantiate(arch)(
         in_channels=in_channels,
         num_classes=num_classes,
         image_size=tuple(image_size),
@@ -141,4 +169,4 @@ def build_model(
     )
     touched = apply_init(model, instantiate(cfg.init), cfg.model.activation)
     log.info("init: %d conv/linear layers re-initialized", len(touched))
-    return model
+    return apply_speed(model, **speed)

@@ -66,6 +66,22 @@ class Classifier(L.LightningModule):
         self.val_acc_best = MaxMetric()
         self.history: list[dict[str, float]] = []  # one entry per validation: the learning curve
         self._train_loss_since_val = MeanMetric()
+        # Epoch means as metrics (Lightning's own running means are not checkpointed). Persistent
+        # metric states go into checkpoints: a run resumed mid-epoch reports the same numbers.
+        self.train_loss, self.train_data_loss, self.train_penalty = (
+            MeanMetric(),
+            MeanMetric(),
+            MeanMetric(),
+        )
+        for m in (
+            self.train_acc,
+            self.train_loss,
+            self.train_data_loss,
+            self.train_penalty,
+            self._train_loss_since_val,
+            self.val_acc_best,
+        ):
+            m.persistent(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -84,9 +100,10 @@ class Classifier(L.LightningModule):
         loss, data_loss, reg, logits = self.objective(x, y)
         self._train_loss_since_val.update(loss.detach())
         self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/data_loss", data_loss, on_step=True, on_epoch=True)
-        self.log("train/penalty", reg, on_step=True, on_epoch=True)
+        for name, value in (("loss", loss), ("data_loss", data_loss), ("penalty", reg)):
+            metric = getattr(self, f"train_{name}")
+            metric(value.detach(), len(y))  # epoch mean weighted by batch size, like Lightning's
+            self.log(f"train/{name}", metric, on_step=True, on_epoch=True, prog_bar=name == "loss")
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -107,9 +124,11 @@ class Classifier(L.LightningModule):
         if 0 < self.trainer.max_steps <= self.trainer.global_step:
             self.trainer.should_stop = True
 
-    def on_train_start(self) -> None:
-        # Validation-sanity metrics must not count towards the best score.
-        self.val_acc_best.reset()
+    def on_train_epoch_start(self) -> None:
+        # Not called when a run resumes mid-epoch (the restored sums carry on); a run resumed from
+        # an epoch-end checkpoint restored the closed epoch's sums, which must not carry over.
+        for m in (self.train_acc, self.train_loss, self.train_data_loss, self.train_penalty):
+            m.reset()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch
@@ -121,24 +140,24 @@ class Classifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         val_acc = self.val_acc.compute()
+        if self.trainer.sanity_checking:  # sanity batches must not count towards the best score
+            return
         self.val_acc_best(val_acc)
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
-        if not self.trainer.sanity_checking:
-            train_loss = (
-                self._train_loss_since_val.compute()
-                if self._train_loss_since_val.update_count
-                else None
-            )
-            self.history.append(
-                {
-                    "step": self.trainer.global_step,
-                    "epoch": self.current_epoch,
-                    "val/acc": float(val_acc),
-                    "val/loss": float(self.val_loss.compute()),
-                    "train/loss": float(train_loss) if train_loss is not None else float("nan"),
-                }
-            )
-            self._train_loss_since_val.reset()
+        # Equal on every rank (computed from the synced val/acc); sync_dist only states that.
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
+        # Tested by weight: update_count is not checkpointed, the weight state is.
+        since_val = self._train_loss_since_val
+        train_loss = since_val.compute() if since_val.weight > 0 else None
+        self.history.append(
+            {
+                "step": self.trainer.global_step,
+                "epoch": self.current_epoch,
+                "val/acc": float(val_acc),
+                "val/loss": float(self.val_loss.compute()),
+                "train/loss": float(train_loss) if train_loss is not None else float("nan"),
+            }
+        )
+        since_val.reset()
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         # Loader 0 is the official test split; loader 1 (if any) the training split in eval mode,

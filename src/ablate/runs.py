@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
+import shutil
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from filelock import FileLock, Timeout
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
 FINISHED = ("completed", "diverged")  # re-running these would only repeat the same result
+RESUME_MODES = ("auto", "fresh")
+NOT_IDENTITY = ("resume",)  # keys that say how to start a run, not what the run is
+RUN_LOCK, SWEEP_LOCK = ".run.lock", ".sweep.lock"
+EXIT_IN_USE = 2
+EXIT_SWEEP_FAILED = 1
 
 
 def config_hash(cfg: DictConfig) -> str:
     """A short hash of the resolved config: the identity of a run."""
-    text = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    identity = {k: v for k, v in resolved.items() if k not in NOT_IDENTITY}
+    text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -45,8 +62,17 @@ def read_summary(run_dir: str | Path) -> dict | None:
         return {"status": "corrupt"}
 
 
-def previous_run(run_dir: str | Path, cfg_hash: str) -> Previous | None:
-    """The run already in run_dir if it is this config's; raises ValueError if it is another config's."""
+def previous_run(run_dir: str | Path, cfg_hash: str, resume: str = "auto") -> Previous | None:
+    """The run already in run_dir if it is this config's; ValueError if another's or its checkpoint is damaged.
+
+    resume=fresh first moves whatever an earlier run left in run_dir aside (see move_aside).
+    """
+    if resume not in RESUME_MODES:
+        raise ValueError(f"resume={resume} is not allowed: one of {list(RESUME_MODES)}")
+    if resume == "fresh":
+        if not secondary_rank():  # rank 0 moved it before it started the other ranks
+            move_aside(run_dir)
+        return None
     summary = read_summary(run_dir)
     if summary is None:
         return None
@@ -56,7 +82,82 @@ def previous_run(run_dir: str | Path, cfg_hash: str) -> Previous | None:
             "hydra.sweep.dir, or move that run away"
         )
     last = Path(run_dir) / "checkpoints" / "last.ckpt"
-    return Previous(summary, last if last.exists() else None)
+    if not last.exists() or summary.get("status") in FINISHED:
+        return Previous(summary, None)
+    if problem := checkpoint_problem(last):
+        raise ValueError(
+            f"{last} is damaged ({problem}) and cannot be resumed from: re-run with resume=fresh to "
+            f"move this run to {Path(run_dir).name}.old-<time>/ and start over"
+        )
+    return Previous(summary, last)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a torch.save'd checkpoint (a zip archive) is unusable, or None: truncation, bad CRCs."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()  # reads every member and checks its CRC
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        return f"{type(e).__name__}: {e}"
+    return f"bad CRC in {bad}" if bad else None
+
+
+# Written by Hydra for the current job and held open by it: copied aside, left in place.
+_CURRENT_JOB = (".hydra", "train.log", RUN_LOCK)
+
+
+def move_aside(run_dir: str | Path) -> Path | None:
+    """Move an earlier run's files from run_dir into a new sibling `<run_dir>.old-<time>`; deletes nothing."""
+    run_dir = Path(run_dir)
+    earlier = (
+        [p for p in run_dir.iterdir() if p.name not in _CURRENT_JOB] if run_dir.is_dir() else []
+    )
+    if not earlier:
+        return None
+    aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    while aside.exists():  # two restarts in one second
+        aside = aside.with_name(aside.name + "_")
+    aside.mkdir()
+    for p in earlier:
+        p.rename(aside / p.name)
+    for name in (".hydra", "train.log"):  # already rewritten/appended by this job: keep a copy
+        src = run_dir / name
+        if src.is_dir():
+            shutil.copytree(src, aside / name)
+        elif src.is_file():
+            shutil.copy2(src, aside / name)
+    log.warning("resume=fresh: moved the earlier run in %s to %s", run_dir, aside)
+    return aside
+
+
+def secondary_rank() -> bool:
+    """Whether this process is a DDP rank other than 0 (Lightning re-runs the CLI for each one)."""
+    return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+@contextlib.contextmanager
+def claimed(run_dir: str | Path) -> Iterator[None]:
+    """Hold run_dir's lock file for the duration; ValueError if another process holds it.
+
+    DDP ranks > 0 share rank 0's run directory and claim: they take no lock.
+    """
+    if secondary_rank():
+        yield
+        return
+    path = Path(run_dir) / RUN_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ValueError(
+            f"{run_dir} is in use by another process (it holds {path}): wait for that run to end, "
+            "or pick another hydra.run.dir / hydra.sweep.dir"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def same_overrides_problems(run_dir: str | Path, overrides: list[str]) -> list[str]:
@@ -64,9 +165,58 @@ def same_overrides_problems(run_dir: str | Path, overrides: list[str]) -> list[s
     summary = read_summary(run_dir)
     if summary is None or summary.get("status") == "corrupt":
         return []
-    if sorted(summary.get("overrides", [])) == sorted(overrides):
+    identity = lambda ovs: sorted(o for o in ovs if o.split("=")[0] not in NOT_IDENTITY)  # noqa: E731
+    if identity(summary.get("overrides", [])) == identity(overrides):
         return []
     return [
         f"{run_dir} already holds a run with other overrides ({' '.join(summary.get('overrides', [])) or 'none'}): "
         "pick a new hydra.run.dir, or move that run away"
     ]
+
+
+class SweepGuard(Callback):
+    """Hydra callback: one sweep per sweep dir at a time, and an exit code that counts failed runs."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.lock = None
+        if secondary_rank():  # a DDP rank re-running the sweep's command inside rank 0's sweep
+            return
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = FileLock(self.sweep_dir / SWEEP_LOCK, timeout=0)
+        try:
+            self.lock.acquire()
+        except Timeout:
+            print(
+                f"error: another sweep is running in {self.sweep_dir} (it holds "
+                f"{self.sweep_dir / SWEEP_LOCK}): wait for it to end, or pick another hydra.sweep.dir",
+                file=sys.stderr,
+            )
+            raise SystemExit(EXIT_IN_USE) from None
+        self.before = _job_stamps(self.sweep_dir)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Launchers that pickle the job (joblib) take this callback along; the lock stays here.
+        return {**self.__dict__, "lock": None}
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.lock is None:
+            return
+        self.lock.release()
+        # This sweep's runs: those whose .hydra/ Hydra (re)wrote, whichever launcher ran them.
+        runs = sorted(d for d, t in _job_stamps(self.sweep_dir).items() if self.before.get(d) != t)
+        failed = [d for d in runs if (read_summary(d) or {}).get("status") in (None, "failed")]
+        if failed:
+            names = ", ".join(str(d.relative_to(self.sweep_dir)) for d in failed)
+            print(
+                f"error: {len(failed)} of {len(runs)} runs failed: {names} "
+                f"(in {self.sweep_dir}; each summary.json has the error and traceback)",
+                file=sys.stderr,
+            )
+            raise SystemExit(EXIT_SWEEP_FAILED)
+
+
+def _job_stamps(sweep_dir: Path) -> dict[Path, int]:
+    """Run dir -> mtime of the .hydra/overrides.yaml Hydra writes at each job's start."""
+    found = sweep_dir.glob("**/.hydra/overrides.yaml")
+    return {p.parent.parent: p.stat().st_mtime_ns for p in found if ".old-" not in str(p)}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import subprocess
 import time
@@ -17,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ablate.atomic import write_bytes_atomic
 from ablate.config import REPO_ROOT, swept_keys
 
 PACKAGES = (
@@ -102,11 +102,8 @@ class RunSummary:
         )  # fmt: skip
 
     def write(self) -> None:
-        """Atomically (re)write the file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str))
-        os.replace(tmp, self.path)
+        """Atomically (re)write the file (temp file, fsync, rename)."""
+        write_bytes_atomic(self.path, json.dumps(self.data, indent=2, default=str).encode())
 
     def finish(
         self,
@@ -127,6 +124,10 @@ class RunSummary:
                 for h in history
             ]
         self.write()
+
+    def interrupted(self, step: int, epoch: int) -> None:
+        """Record a run stopped by a signal after saving checkpoints/last.ckpt (re-run to resume)."""
+        self.finish("interrupted", interrupted_at_step=step, steps=step, epochs=epoch)
 
     def failed(self, exc: BaseException) -> None:
         """Record a failure with its error and traceback."""

@@ -6,6 +6,8 @@ import logging
 import os
 import secrets
 import sys
+from contextlib import ExitStack
+from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations would query PyPI at import
 
@@ -14,17 +16,20 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ablate import diagnostics
 from ablate.callbacks import mark_run_start
 from ablate.config import CONF_DIR, SWEPT_ENV, cli_swept_keys
 from ablate.datasets import DatasetNotFoundError
+from ablate.faults import EXIT_INTERRUPTED, AtomicCheckpointIO, injected_faults
 from ablate.instantiate import build_loggers_and_callbacks
 from ablate.models import build_model
 from ablate.module import Classifier
 from ablate.results import best_checkpoint, final_metrics, log_hparams
-from ablate.runs import config_hash, previous_run
+from ablate.resume import make_resumable
+from ablate.runs import claimed, config_hash, previous_run
 from ablate.summary import RunSummary
 from ablate.threads import set_threads
 from ablate.validate import fail, preflight, validate
@@ -36,15 +41,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Validate, build data/model/trainer, fit, test the best checkpoint, write summary.json."""
     mark_run_start()
     run_dir = HydraConfig.get().runtime.output_dir
-    validate(cfg, choices=dict(HydraConfig.get().runtime.choices))
+    validate(cfg, choices=dict(HydraConfig.get().runtime.choices), run_dir=run_dir)
     cfg_hash = config_hash(cfg)
-    try:
-        previous = previous_run(run_dir, cfg_hash)
-    except ValueError as e:
-        fail([str(e)])
-    if previous and previous.finished:  # re-running a sweep redoes nothing finished
-        log.info("%s: already %s, skipped", run_dir, previous.summary["status"])
-        return previous.summary.get("metrics", {})
+    with ExitStack() as held:
+        try:
+            held.enter_context(claimed(run_dir))  # one process per run directory
+            previous = previous_run(run_dir, cfg_hash, resume=cfg.resume)
+        except ValueError as e:
+            fail([str(e)])
+        if previous and previous.finished:  # re-running a sweep redoes nothing finished
+            log.info("%s: already %s, skipped", run_dir, previous.summary["status"])
+            return previous.summary.get("metrics", {})
+        return _fit_and_test(cfg, run_dir, cfg_hash, previous.resume_from if previous else None)
+
+
+def _fit_and_test(
+    cfg: DictConfig, run_dir: str, cfg_hash: str, resume: Path | None
+) -> dict[str, float]:
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)  # null: drawn, recorded
     L.seed_everything(seed, workers=True)
     threads = set_threads(cfg.threads)
@@ -55,6 +68,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         datamodule = instantiate(cfg.data, aug=aug, seed=seed, _recursive_=False)
         datamodule.prepare_data()
         datamodule.setup("fit")
+        make_resumable(datamodule)  # checkpoints record the position in the epoch
         net = build_model(cfg, datamodule.channels, datamodule.num_classes, datamodule.image_size)
         model = Classifier(
             net, optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler) or None,
@@ -63,10 +77,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         )  # fmt: skip
         loggers, callbacks = build_loggers_and_callbacks(cfg.logger, cfg.callbacks, cfg.diagnostics)
         trainer: L.Trainer = instantiate(
-            cfg.trainer, callbacks=callbacks, logger=loggers or False,
-            deterministic="warn" if cfg.deterministic else False,
+            cfg.trainer, callbacks=callbacks + injected_faults(), logger=loggers or False,
+            deterministic="warn" if cfg.deterministic else False, plugins=[AtomicCheckpointIO()],
         )  # fmt: skip
-        resume = previous.resume_from if previous else None
         if resume:
             log.info("resuming the interrupted run from %s", resume)
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
@@ -83,11 +96,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
             status, metrics, history=model.history, steps=trainer.global_step,
             epochs=trainer.current_epoch, splits=datamodule.split_sizes(),
             best_checkpoint=best_checkpoint(trainer), diverged_at_step=model.diverged_at_step,
-            threads=threads, diagnostics=diag_series or None,
+            threads=threads, diagnostics=diag_series or None, data_path=datamodule.data_path,
         )  # fmt: skip
     except DatasetNotFoundError as e:
         summary.failed(e)
         fail([" ".join(str(e).split())])
+    except SIGTERMException:  # SaveOnInterrupt has saved last.ckpt: the same command resumes
+        summary.interrupted(trainer.global_step, trainer.current_epoch)
+        log.warning("SIGTERM at step %d: run the same command to resume", trainer.global_step)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     except BaseException as e:
         summary.failed(e)
         raise

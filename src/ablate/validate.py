@@ -8,6 +8,7 @@ import re
 import sys
 from collections.abc import Callable
 from numbers import Integral, Real
+from pathlib import Path
 
 import lightning as L
 from hydra import compose, initialize_config_dir
@@ -98,6 +99,10 @@ RULES: dict[str, Callable[[str, object], str | None]] = {
     ),
     "model.activation": one_of(set(ACTIVATIONS) & set(GAINS)),
     "model.hidden": non_negative_int,
+    "model.head_norm": one_of({True, False}),
+    "model.channels_last": one_of({True, False}),
+    "model.compile": one_of({True, False}),
+    "data.on_device": _rule(lambda v: v in (None, True, False), "null, true or false"),
     "model.depth": positive_int,
     "model.width": positive_int,
     "model.pool_stages": non_negative_int,
@@ -161,12 +166,21 @@ def value_problems(cfg: DictConfig) -> list[str]:
     groups = _get(cfg, "norm.groups")
     if _is_int(groups) and groups > 0:
         widths = list(channels) if channels != "__missing__" else [_get(cfg, "model.width")]
+        if _get(cfg, "model.head_norm") is True and _is_int(_get(cfg, "model.hidden")):
+            widths.append(_get(cfg, "model.hidden"))
         bad = [c for c in widths if _is_int(c) and c % groups]
         if bad:
             problems.append(
                 f"norm.groups={groups} does not divide the channel counts {bad} of the model: "
                 f"use a divisor of every width in {widths} (e.g. norm.groups=1, 2, 4 or 8)"
             )
+    if _get(cfg, "model.head_norm") is True and str(_get(cfg, "norm._target_")).endswith(
+        ".instance"
+    ):
+        problems.append(
+            "model.head_norm=true with norm=instance: a feature vector has no spatial extent to "
+            "normalize over; use norm=batch, layer or group, or model.head_norm=false"
+        )
     return problems
 
 
@@ -205,9 +219,43 @@ def key_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
     return problems
 
 
-def validate(cfg: DictConfig, choices: dict[str, str] | None = None) -> None:
+# Keys naming where a run writes: each must stay inside the run directory.
+WRITE_PATH_KEYS = ("trainer.default_root_dir", "callbacks.*.dirpath", "logger.*.save_dir")
+
+
+def path_problems(cfg: DictConfig, run_dir: str | Path) -> list[str]:
+    """Output paths that resolve outside the run directory (`..`, absolute paths, symlinks)."""
+    root = Path(run_dir).resolve()
+    problems = []
+    for pattern in WRITE_PATH_KEYS:
+        group, _, key = pattern.partition(".*.")
+        if key:  # every entry of a group of callbacks/loggers (null entries are switched off)
+            nodes = cfg.get(group) or {}
+            keys = [f"{group}.{name}.{key}" for name in nodes if nodes[name]]
+        else:
+            keys = [pattern]
+        for dotted in keys:
+            value = _get(cfg, dotted)
+            if value in ("__missing__", None):
+                continue
+            path = Path(str(value)).expanduser()
+            path = (path if path.is_absolute() else Path.cwd() / path).resolve()
+            if not path.is_relative_to(root):
+                problems.append(
+                    f"{dotted}={value} writes outside the run directory {root}: a run writes "
+                    "only there (and into data.cache_dir); to put runs elsewhere, set "
+                    "log_dir=..., hydra.run.dir=... or hydra.sweep.dir=..."
+                )
+    return problems
+
+
+def validate(
+    cfg: DictConfig, choices: dict[str, str] | None = None, run_dir: str | Path | None = None
+) -> None:
     """Exit with code 2 and one line per problem if the config is not usable."""
     problems = value_problems(cfg) + trainer_problems(cfg)
+    if run_dir is not None:
+        problems += path_problems(cfg, run_dir)
     if choices:
         problems += key_problems(cfg, choices)
     if not problems:  # only look for files once the paths themselves are valid

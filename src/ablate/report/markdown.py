@@ -172,7 +172,8 @@ def section_cells(sweep: Sweep) -> str:
         )
     note = (
         "Entries: mean ± std [95% CI of the mean, Student t with n-1 dof] over the completed runs "
-        "of the cell (a single run: its value). steps_to_target averages the runs that reached the "
+        "of the cell (a single run: its value); val/acc_best also counts diverged runs, with the "
+        "best they reached before diverging. steps_to_target averages the runs that reached the "
         "target; (k/n reached) counts them.\n\n"
     )
     return "## Results per cell\n\n" + note + md_table(header, rows)
@@ -267,7 +268,8 @@ def section_claims(sweep: Sweep, verdicts: list[Verdict]) -> str:
         "than 2 usable runs. For steps_to_target, runs that never reached the target — diverged "
         f"runs included — count as {_csv_value(sweep.budget) or 'the step budget'} steps, the "
         "longest training of the sweep, i.e. the worst outcome; failed and running runs are left "
-        "out. For other metrics only completed runs count.\n\n"
+        "out. For val/acc_best, diverged runs count with the best validation accuracy they reached "
+        "before diverging; for other metrics only completed runs count.\n\n"
     )
     return "## Claims\n\n" + rule + "\n".join(fmt_verdict(v) for v in verdicts) + "\n"
 

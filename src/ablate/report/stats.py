@@ -115,7 +115,7 @@ def step_budget(runs: list[Run]) -> float:
 
 
 def sample(runs: Iterable[Run], metric: str, budget: float | None = None) -> list[float]:
-    """Finite values of a metric over completed runs.
+    """Finite values of a metric over the runs where it counts (see `counts`).
 
     With a budget and metric steps_to_target, runs that never reached the target, diverged ones
     included, count as `budget` steps: the worst outcome of the sweep.
@@ -126,4 +126,14 @@ def sample(runs: Iterable[Run], metric: str, budget: float | None = None) -> lis
             for r in runs
             if r.status in ("completed", "diverged") and r.steps_to_target is not None
         ]
-    return [v for r in runs if r.completed and math.isfinite(v := r.metric(metric))]
+    return [v for r in runs if counts(r, metric) and math.isfinite(v := r.metric(metric))]
+
+
+# Well defined for a run that diverged: the best validation accuracy it reached before that.
+DIVERGED_COUNT_FOR = ("val/acc_best",)
+
+
+def counts(run: Run, metric: str) -> bool:
+    """Whether a run's value of `metric` is a result: completed runs, and diverged ones for
+    the metrics in DIVERGED_COUNT_FOR (a diverged run has no test/acc: it is not tested)."""
+    return run.completed or (run.status == "diverged" and metric in DIVERGED_COUNT_FOR)

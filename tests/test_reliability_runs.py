@@ -1,0 +1,244 @@
+"""Faults injected into real runs: SIGKILL, SIGTERM, a damaged checkpoint, a kill mid-write, a
+failing sweep cell, two processes on one directory. Each test asserts what the user gets back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, fast_overrides, run_cli, summaries
+from filelock import FileLock
+
+from ablate.faults import AtomicCheckpointIO
+
+TINY = [
+    "data.train_subset=192",
+    "data.eval_train_max=64",
+    "model.channels=[4,8]",
+    "model.hidden=16",
+]
+# Two epochs of 6 steps, last.ckpt every 4 steps; dropout and augmentation draw random numbers,
+# so an exact match after a restart needs every RNG stream and the loader's position back.
+RESUMABLE = [
+    *TINY,
+    "trainer.max_epochs=2",
+    "logger=csv",
+    "aug=light",
+    "reg=dropout",
+    "callbacks.last_checkpoint.every_n_train_steps=4",
+]
+ENV = {"OMP_NUM_THREADS": "1"}
+
+
+def _args(data_root: Path, tmp: Path, run: Path, *extra: str) -> list[str]:
+    base = [a for a in fast_overrides(data_root, tmp) if a != "trainer.max_epochs=1"]
+    return [*base, *RESUMABLE, *extra, f"hydra.run.dir={run}"]
+
+
+def _ok(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-4000:]}"
+
+
+def _summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def _popen(args: list[str], env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ablate.train", *args],
+        cwd=REPO,
+        env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", **ENV, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"exited {proc.returncode} before {path} appeared"
+        assert time.time() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def assert_same_result(reference: Path, run: Path) -> None:
+    """Same metrics (timings aside), learning curve and final weights, bit for bit."""
+    a, b = _summary(reference), _summary(run)
+    assert b["status"] == "completed" and b["steps"] == a["steps"] == 12
+    timing = lambda m: {k: v for k, v in m.items() if not k.startswith("perf/")}  # noqa: E731
+    assert timing(b["metrics"]) == timing(a["metrics"])
+    assert b["history"] == a["history"]
+    wa, wb = (
+        torch.load(r / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+        for r in (reference, run)
+    )
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.fixture(scope="module")
+def reference(data_root, tmp_path_factory) -> Path:
+    """The uninterrupted run every restarted run must reproduce."""
+    tmp = tmp_path_factory.mktemp("reference")
+    _ok(run_cli(*_args(data_root, tmp, tmp / "run"), env=ENV))
+    return tmp / "run"
+
+
+def test_sigkill_mid_epoch_resumes_to_the_same_result(data_root, tmp_path, reference):
+    run = tmp_path / "run"
+    args = _args(data_root, tmp_path, run)
+    # Killed at the start of step 10 (epoch 1, batch 4); last.ckpt holds step 8, mid-epoch.
+    killed = run_cli(*args, env={**ENV, "ABLATE_FAULT": "kill_at_step:10"})
+    assert killed.returncode == -signal.SIGKILL
+    assert _summary(run)["status"] == "running"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 8
+    resumed = run_cli(*args, env=ENV)  # the same command
+    _ok(resumed)
+    assert "resuming the interrupted run" in resumed.stdout + resumed.stderr
+    assert_same_result(reference, run)
+
+
+def test_sigterm_saves_exits_143_and_the_same_command_resumes(data_root, tmp_path, reference):
+    run = tmp_path / "run"
+    args = _args(data_root, tmp_path, run)
+    proc = _popen(args)
+    _wait_for(run / "checkpoints" / "last.ckpt", proc)  # mid-training: the first save is at step 4
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    s = _summary(run)
+    assert s["status"] == "interrupted" and 4 <= s["interrupted_at_step"] < 12
+    assert "run the same command to resume" in out + err
+    _ok(run_cli(*args, env=ENV))
+    assert_same_result(reference, run)
+
+
+def test_damaged_last_checkpoint_is_refused_until_resume_fresh(data_root, tmp_path):
+    run = tmp_path / "run"
+    args = _args(data_root, tmp_path, run, "trainer.max_epochs=1")
+    # An interrupted run whose last.ckpt is cut in half, as a torn write or a bad copy would leave it.
+    last = run / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, last)
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    overrides = [a for a in args if not a.startswith("hydra.")]
+    (run / "summary.json").write_text(json.dumps({"status": "running", "overrides": overrides}))
+    damaged, summary_before = last.read_bytes(), (run / "summary.json").read_bytes()
+
+    refused = run_cli(*args, env=ENV)
+    assert refused.returncode == 2
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(last) in errors[0] and "resume=fresh" in errors[0]
+    assert last.read_bytes() == damaged and (run / "summary.json").read_bytes() == summary_before
+
+    _ok(run_cli(*args, "resume=fresh", env=ENV))
+    assert _summary(run)["status"] == "completed"
+    (aside,) = tmp_path.glob("run.old-*")  # the earlier run, moved aside whole
+    assert (aside / "checkpoints" / "last.ckpt").read_bytes() == damaged
+    assert (aside / "summary.json").read_bytes() == summary_before
+
+
+def test_atomic_checkpoint_write_survives_an_error_and_a_kill_mid_write(tmp_path):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"w": torch.ones(3)}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("serialization fails halfway")
+
+    with pytest.raises(RuntimeError):
+        AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(10**6), "x": Unpicklable()}, path)
+    assert torch.equal(torch.load(path)["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left behind
+
+    writer = textwrap.dedent(f"""
+        import time
+        from ablate.atomic import write_atomic
+        def slow(f):
+            for _ in range(1000):
+                f.write(b"x" * 65536); f.flush(); time.sleep(0.01)
+        write_atomic({str(path)!r}, slow)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", writer], cwd=REPO)
+    deadline = time.time() + 60
+    while not any(p.suffix == ".tmp" and p.stat().st_size for p in tmp_path.iterdir()):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    assert torch.equal(torch.load(path)["w"], torch.ones(3))  # readers only ever see whole files
+
+
+def test_failed_sweep_cell_is_recorded_and_counted_in_the_exit_code(data_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    # 100000 exceeds the toy training split: that cell fails while building its data.
+    proc = run_cli(
+        "-m",
+        "data.train_subset=96,100000,128",
+        *fast_overrides(data_root, tmp_path),
+        *TINY[1:],
+        f"hydra.sweep.dir={sweep}",
+        env=ENV,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "error: 1 of 3 runs failed: data.train_subset=100000" in proc.stderr
+    found = summaries(sweep)
+    assert found["data.train_subset=96"]["status"] == "completed"
+    assert found["data.train_subset=128"]["status"] == "completed"
+    failed = found["data.train_subset=100000"]
+    assert failed["status"] == "failed" and "exceeds" in failed["error"]
+    assert "Traceback" in failed["traceback"]
+
+
+def test_a_second_sweep_into_a_running_sweeps_dir_is_refused(data_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [
+        "-m",
+        "norm=batch,group,layer",
+        "seed=0,1",
+        *fast_overrides(data_root, tmp_path),
+        f"hydra.sweep.dir={sweep}",
+    ]
+    first = _popen(args)
+    # 6 cells: the first sweep is still at work while the second starts, even on a busy machine.
+    _wait_for(sweep / "norm=batch,seed=0" / "summary.json", first)
+    second = run_cli(*args, env=ENV)
+    assert second.returncode == 2
+    assert f"error: another sweep is running in {sweep}" in second.stderr
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-3000:]
+    found = summaries(sweep)
+    assert sorted(found) == [
+        f"norm={n},seed={s}" for n in ("batch", "group", "layer") for s in (0, 1)
+    ]
+    assert {s["status"] for s in found.values()} == {"completed"}
+
+
+def test_a_run_dir_in_use_by_another_process_is_refused(data_root, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from filelock import FileLock; lock = FileLock({str(run / '.run.lock')!r}); lock.acquire(); "
+         "print('held', flush=True); import time; time.sleep(120)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = run_cli(*fast_overrides(data_root, tmp_path), *TINY, f"hydra.run.dir={run}", env=ENV)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 2
+    assert f"error: {run} is in use by another process" in proc.stderr
+    assert not (run / "summary.json").exists()
+    with FileLock(run / ".run.lock", timeout=0):  # released when its holder died
+        pass
