@@ -14,8 +14,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from ablate.config import CONF_DIR
 from ablate.validate import value_problems
 
-EXPERIMENTS = sorted(
-    p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if not p.stem.endswith("_quick")
+EXPERIMENTS = sorted(  # speedrun_* are timed single runs, not studies: tests/test_speedrun.py
+    p.stem
+    for p in (CONF_DIR / "experiment").glob("*.yaml")
+    if not p.stem.endswith("_quick") and not p.stem.startswith("speedrun_")
 )
 
 

@@ -33,16 +33,24 @@ def activation_layer(name: str) -> nn.Module:
 
 
 def conv_block(
-    c_in: int, c_out: int, norm: Norm, activation: str, pool: bool, dropout2d: float
+    c_in: int,
+    c_out: int,
+    norm: Norm,
+    activation: str,
+    pool: bool,
+    dropout2d: float,
+    convs: int = 1,
 ) -> nn.Sequential:
-    """[conv 3x3, norm, activation] (norm before or after the activation), optional 2x2 max-pool, Dropout2d."""
+    """`convs` x [conv 3x3, norm, activation] (norm before or after the activation), optional 2x2 max-pool, Dropout2d."""
     # A norm with a learned shift right after the conv makes the conv bias redundant.
     bias = norm.name == "none" or norm.placement == "after_act"
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias)]
-    act_and_norm = [activation_layer(activation), norm(c_out)]
-    if norm.placement == "before_act":
-        act_and_norm.reverse()
-    layers += [m for m in act_and_norm if not isinstance(m, nn.Identity)]
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers.append(nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=bias))
+        act_and_norm = [activation_layer(activation), norm(c_out)]
+        if norm.placement == "before_act":
+            act_and_norm.reverse()
+        layers += [m for m in act_and_norm if not isinstance(m, nn.Identity)]
     if pool:
         layers.append(nn.MaxPool2d(2))
     if dropout2d > 0:
@@ -90,12 +98,13 @@ class CNN(nn.Module):
         dropout: float = 0.0,
         dropout2d: float = 0.0,
         head_norm: bool = False,
+        convs: int = 1,
     ) -> None:
         super().__init__()
         norm = norm or no_norm()
         blocks, c_prev, (h, w) = [], in_channels, image_size
         for c in channels:
-            blocks.append(conv_block(c_prev, c, norm, activation, pool, dropout2d))
+            blocks.append(conv_block(c_prev, c, norm, activation, pool, dropout2d, convs))
             c_prev = c
             if pool:
                 h, w = h // 2, w // 2

@@ -41,6 +41,8 @@ class Classifier(L.LightningModule):
         l2: float = 0.0,
         weight_decay: float = 0.0,
         max_loss: float = float("inf"),
+        label_smoothing: float = 0.0,
+        tta_flip: bool = False,
     ) -> None:
         super().__init__()
         self.net = net
@@ -48,9 +50,12 @@ class Classifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.l1, self.l2, self.weight_decay = l1, l2, weight_decay
         self.max_loss = max_loss
+        self.tta_flip = tta_flip
         self.diverged_at_step: int | None = None
         self.decay_weights, self.other_params, self.decay_names = split_decay(net)
-        self.criterion = nn.CrossEntropyLoss()
+        # Label smoothing (Szegedy et al. 2016, Sec. 7) in the training loss only: val/test report
+        # plain cross-entropy, comparable across runs with and without it.
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         acc = lambda: MulticlassAccuracy(num_classes, average="micro")  # noqa: E731
         self.train_acc, self.val_acc, self.test_acc, self.train_eval_acc = (
             acc(),
@@ -85,6 +90,13 @@ class Classifier(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Eval-time logits; with tta_flip, the mean over the image and its left-right mirror."""
+        logits = self(x)
+        if self.tta_flip:
+            logits = (logits + self(x.flip(-1))) / 2
+        return logits
 
     def objective(
         self, x: torch.Tensor, y: torch.Tensor
@@ -132,7 +144,7 @@ class Classifier(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch
-        logits = self(x)
+        logits = self.predict_logits(x)
         self.val_loss(F.cross_entropy(logits, y))
         self.val_acc(logits, y)
         self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=True)
@@ -163,7 +175,7 @@ class Classifier(L.LightningModule):
         # Loader 0 is the official test split; loader 1 (if any) the training split in eval mode,
         # without augmentation, which measures the generalization gap honestly.
         x, y = batch
-        logits = self(x)
+        logits = self.predict_logits(x)
         loss = F.cross_entropy(logits, y)
         prefix, loss_metric, acc_metric = (
             ("test", self.test_loss, self.test_acc)

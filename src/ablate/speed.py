@@ -12,11 +12,12 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 SPEED_KEYS = ("channels_last", "compile")
+EVAL_KEYS = ("tta_flip",)  # how the module predicts (module.py), not an argument of the net
 
 
 def split_speed_keys(model_cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, bool]]:
     """The model node without the speed switches (the architecture's arguments), and the switches."""
-    arch = {k: v for k, v in model_cfg.items() if k not in SPEED_KEYS}
+    arch = {k: v for k, v in model_cfg.items() if k not in SPEED_KEYS + EVAL_KEYS}
     speed = {k: model_cfg.get(k, False) for k in SPEED_KEYS}
     for k, v in speed.items():
         if not isinstance(v, bool):

@@ -74,6 +74,7 @@ def _fit_and_test(
             net, optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler) or None,
             num_classes=datamodule.num_classes, l1=cfg.reg.l1, l2=cfg.reg.l2,
             weight_decay=cfg.reg.weight_decay, max_loss=cfg.max_loss,
+            label_smoothing=cfg.reg.label_smoothing, tta_flip=cfg.model.get("tta_flip", False),
         )  # fmt: skip
         loggers, callbacks = build_loggers_and_callbacks(cfg.logger, cfg.callbacks, cfg.diagnostics)
         trainer: L.Trainer = instantiate(

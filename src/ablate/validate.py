@@ -90,6 +90,7 @@ RULES: dict[str, Callable[[str, object], str | None]] = {
     "reg.weight_decay": non_negative,
     "reg.dropout": probability,
     "reg.dropout2d": probability,
+    "reg.label_smoothing": probability,
     "norm.placement": one_of(set(PLACEMENTS)),
     "norm.groups": positive_int,
     "norm.shift": non_negative,
@@ -102,6 +103,8 @@ RULES: dict[str, Callable[[str, object], str | None]] = {
     "model.head_norm": one_of({True, False}),
     "model.channels_last": one_of({True, False}),
     "model.compile": one_of({True, False}),
+    "model.tta_flip": one_of({True, False}),
+    "model.convs": positive_int,
     "data.on_device": _rule(lambda v: v in (None, True, False), "null, true or false"),
     "model.depth": positive_int,
     "model.width": positive_int,
@@ -180,6 +183,11 @@ def value_problems(cfg: DictConfig) -> list[str]:
         problems.append(
             "model.head_norm=true with norm=instance: a feature vector has no spatial extent to "
             "normalize over; use norm=batch, layer or group, or model.head_norm=false"
+        )
+    if _get(cfg, "model.tta_flip") is True and _get(cfg, "data.aug_family") == "digits":
+        problems.append(
+            "model.tta_flip=true with digits: a mirrored 2, 3, 7 or 9 is not a digit, so "
+            "averaging over mirrors hurts; use model.tta_flip=false on MNIST"
         )
     return problems
 
