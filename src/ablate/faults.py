@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
+from ablate import preemption
 from ablate.atomic import write_atomic
 
 log = logging.getLogger(__name__)
@@ -24,7 +29,7 @@ log = logging.getLogger(__name__)
 # a process ended by SIGTERM. Non-zero, so SLURM/submitit/job chains do not count the run as done;
 # re-running the same command resumes it.
 EXIT_INTERRUPTED = 128 + signal.SIGTERM
-FAULT_ENV = "ABLATE_FAULT"  # test-only, e.g. ABLATE_FAULT=kill_at_step:7
+FAULT_ENV = "ABLATE_FAULT"  # test-only, e.g. ABLATE_FAULT=kill_at_step:7 or oom_at_step:3@seed=1
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -44,13 +49,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class SaveOnInterrupt(L.Callback):
-    """On SIGTERM (SLURM preemption) or Ctrl-C, save checkpoints/last.ckpt before the run exits."""
+    """On SIGTERM (SLURM preemption) or Ctrl-C, save checkpoints/last.ckpt before the run exits.
+
+    Under submitit, its preemption/timeout signal (SIGUSR2) does the same during a fit, and train.py
+    then lets submitit requeue the job (ablate.preemption).
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            preemption.PREEMPTION.watch(trainer)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        preemption.PREEMPTION.rearm()  # Lightning resets its flag when it registers its handlers
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state = preemption.PREEMPTION
+        state.disarm()
+        if state.signum is not None and not state.requeuing:
+            # The signal came after the loop's last check: training is done and saved; requeue.
+            raise SIGTERMException
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        if not isinstance(exception, SIGTERMException | KeyboardInterrupt):
-            return
+        try:
+            if isinstance(exception, SIGTERMException | KeyboardInterrupt):
+                self._save(trainer, exception)
+        finally:
+            preemption.PREEMPTION.disarm()  # a preemption signal after this point requeues at once
+
+    @staticmethod
+    def _save(trainer: L.Trainer, exception: BaseException) -> None:
         path = last_checkpoint_path(trainer)
         if path is None or not between_training_batches(trainer):
             return  # last.ckpt as it is (saved at a step or at the epoch's end) resumes exactly
@@ -81,9 +110,14 @@ def last_checkpoint_path(trainer: L.Trainer) -> Path | None:
 
 
 class FaultInjection(L.Callback):
-    """Test-only: at the start of training step `step`, kill/terminate this process or raise."""
+    """Test-only: at the start of training step `step`, kill/terminate this process or raise.
 
-    ACTIONS = ("kill", "term", "raise")
+    Actions: `kill` (SIGKILL), `term` (SIGTERM, as SLURM sends before preemption), `raise` (a
+    RuntimeError), `oom` (torch.OutOfMemoryError: a CUDA OOM, also on CPU) and `worker_death` (SIGKILL
+    one worker process of the training DataLoader, as the kernel's OOM killer would).
+    """
+
+    ACTIONS = ("kill", "term", "raise", "oom", "worker_death")
 
     def __init__(self, action: str, step: int) -> None:
         if action not in self.ACTIONS:
@@ -98,15 +132,108 @@ class FaultInjection(L.Callback):
         log.warning("fault injection (%s): %s at step %d", FAULT_ENV, self.action, self.step)
         if self.action == "raise":
             raise RuntimeError(f"injected fault at step {self.step}")
+        if self.action == "oom":
+            # What the CUDA caching allocator raises (torch.cuda.OutOfMemoryError is this class).
+            raise torch.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
+                f"79.19 GiB of which 1.06 GiB is free. (injected by {FAULT_ENV} at step {self.step})"
+            )
+        if self.action == "worker_death":
+            kill_a_loader_worker(trainer)
+            return
         os.kill(os.getpid(), signal.SIGKILL if self.action == "kill" else signal.SIGTERM)
 
 
-def injected_faults() -> list[L.Callback]:
-    """The FaultInjection asked for by $ABLATE_FAULT (`<kill|term|raise>_at_step:<N>`), else none."""
+def kill_a_loader_worker(trainer: L.Trainer, wait_s: float = 10.0) -> None:
+    """SIGKILL one worker process of the training DataLoader; PyTorch itself then raises its error.
+
+    Of the ways to make a worker die (os._exit in the dataset's __getitem__, a dataset that
+    segfaults, a SIGKILL from outside), the outside SIGKILL is what happens in practice: the kernel's
+    OOM killer picks the worker. Nothing in the dataset or the loader is changed; the error is
+    PyTorch's own: its SIGCHLD handler (torch/utils/data/_utils/signal_handling.py) raises
+    "DataLoader worker (pid N) is killed by signal: Killed." in the main thread as soon as the
+    signal arrives. We wait for it here so that it surfaces at the start of step `step` and not at
+    whatever line the main process happened to be on; should it not come, the loader's own status
+    check raises "DataLoader worker (pid(s) N) exited unexpectedly" once its prefetched batches are
+    used up.
+    """
+    worker_iter = _training_loader_workers(trainer)
+    if worker_iter is None:
+        raise RuntimeError(
+            f"{FAULT_ENV}=worker_death: the training loader has no worker processes; it needs "
+            "data.num_workers>=1 on the CPU data path (data.on_device=false)"
+        )
+    pid = worker_iter._workers[0].pid
+    log.warning("fault injection (%s): SIGKILL to DataLoader worker pid %d", FAULT_ENV, pid)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        time.sleep(0.01)  # PyTorch's SIGCHLD handler raises its RuntimeError out of this sleep
+
+
+def _training_loader_workers(trainer: L.Trainer) -> Any | None:
+    """The live multi-process iterator of the training DataLoader (its `_workers`), or None.
+
+    The datamodule's loaders keep persistent workers, so the DataLoader holds its iterator in
+    `_iterator`; `trainer.train_dataloader` may be wrapped (ResumableLoader.loader).
+    """
+    loader = trainer.train_dataloader
+    while loader is not None and not isinstance(loader, DataLoader):
+        loader = loader.__dict__.get("loader")
+    it = getattr(loader, "_iterator", None)
+    return it if isinstance(it, _MultiProcessingDataLoaderIter) and it._workers else None
+
+
+def parse_fault(spec: str) -> tuple[str, int, tuple[str, str] | None]:
+    """`<action>_at_step:<N>[@<key>=<value>]` -> (action, N, (key, value) or None).
+
+    `@key=value` limits the fault to runs whose resolved config has `key` (a dotted path such as
+    `seed` or `norm._target_`) equal to `value` as a string: one cell of a sweep.
+    """
+    body, at, target = spec.partition("@")
+    action, _, step = body.partition("_at_step:")
+    key, eq, value = target.partition("=")
+    if not step.isdigit() or action not in FaultInjection.ACTIONS or (at and not (key and eq)):
+        raise ValueError(
+            f"{FAULT_ENV}={spec}: expected <action>_at_step:<N>[@<key>=<value>] with action one "
+            f"of {FaultInjection.ACTIONS}, e.g. oom_at_step:3@seed=1"
+        )
+    return action, int(step), ((key, value) if at else None)
+
+
+_ABSENT = object()
+
+
+def _as_text(value: Any) -> set[str]:
+    """How a config value may be written on the command line: `str()`, and YAML's null/true/false."""
+    spellings = {str(value)}
+    if value is None or isinstance(value, bool):
+        spellings.add({None: "null", True: "true", False: "false"}[value])
+    return spellings
+
+
+def fault_applies(target: tuple[str, str] | None, cfg: DictConfig | None) -> bool:
+    """Whether a fault limited to `target` = (key, value) is meant for the run with config cfg."""
+    if target is None:
+        return True
+    key, value = target
+    if cfg is None:
+        raise ValueError(f"{FAULT_ENV}: @{key}={value} needs the run's config")
+    found = OmegaConf.select(cfg, key, default=_ABSENT)
+    if found is _ABSENT:
+        raise ValueError(f"{FAULT_ENV}: @{key}={value}: the config has no key {key!r}")
+    return value in _as_text(found)
+
+
+def injected_faults(cfg: DictConfig | None = None) -> list[L.Callback]:
+    """The FaultInjection asked for by $ABLATE_FAULT for this run (config cfg), else none.
+
+    $ABLATE_FAULT is `<kill|term|raise|oom|worker_death>_at_step:<N>[@<key>=<value>]`; see parse_fault.
+    """
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return []
-    action, _, step = spec.partition("_at_step:")
-    if not step.isdigit():
-        raise ValueError(f"{FAULT_ENV}={spec}: expected <kill|term|raise>_at_step:<N>")
-    return [FaultInjection(action, int(step))]
+    action, step, target = parse_fault(spec)
+    if not fault_applies(target, cfg):
+        return []
+    return [FaultInjection(action, step)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 import subprocess
@@ -12,12 +13,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ablate.atomic import write_bytes_atomic
 from ablate.config import REPO_ROOT, swept_keys
+from ablate.runs import secondary_rank
+
+log = logging.getLogger(__name__)
 
 PACKAGES = (
     "ablate",
@@ -56,6 +61,53 @@ def git_commit() -> str | None:
         return None
 
 
+OOM_HINT = (
+    "out of memory: lower data.batch_size (training) and/or data.eval_batch_size (val/test), or use "
+    "trainer.precision=bf16-mixed; other processes on the same GPU count too (nvidia-smi)"
+)
+WORKER_DEATH_HINT = (
+    "a DataLoader worker died (often the kernel's OOM killer, or a too-small /dev/shm): rerun with "
+    "data.num_workers=0 to see the underlying error, or lower data.num_workers / raise the shm size "
+    "(docker --shm-size)"
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """exc and the exceptions it was raised from or during (__cause__ / __context__), each once."""
+    seen: list[BaseException] = []
+    while exc is not None and not any(exc is e for e in seen):
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def failure_hint(exc: BaseException) -> str | None:
+    """What to change when a run fails with a known resource error (GPU OOM, a dead loader worker)."""
+    for e in _chain(exc):
+        text = str(e)
+        if isinstance(e, torch.OutOfMemoryError) or "CUDA out of memory" in text:
+            return OOM_HINT
+        if "CUDA error: out of memory" in text:
+            return OOM_HINT
+        if "DataLoader worker" in text and (
+            "killed by signal" in text or "exited unexpectedly" in text
+        ):
+            return WORKER_DEATH_HINT
+    return None
+
+
+# What an earlier, unfinished attempt in the same run directory recorded: kept when a re-run starts.
+_ATTEMPT_KEYS = (
+    "status",
+    "started_at",
+    "wall_time_s",
+    "error",
+    "hint",
+    "traceback",
+    "interrupted_at_step",
+)
+
+
 def _number(v: Any) -> Any:
     v = float(v.item() if hasattr(v, "item") else v)
     return v if math.isfinite(v) else str(v)  # JSON has no NaN/inf
@@ -76,6 +128,7 @@ class RunSummary:
     ) -> None:
         self.path = Path(run_dir) / "summary.json"
         self.start = time.perf_counter()
+        earlier = self._earlier_attempts()
         self.data: dict[str, Any] = {
             "status": "running",
             "seed": seed,
@@ -88,7 +141,27 @@ class RunSummary:
             "git_commit": git_commit(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        if earlier:
+            self.data["earlier_attempts"] = earlier
         self.write()
+
+    def _earlier_attempts(self) -> list[dict[str, Any]]:
+        """What the summary.json already in the run directory recorded, oldest attempt first.
+
+        Only unfinished runs are re-run in their directory (failed, interrupted, or `running`: the
+        process was killed before it could record an outcome); their error and traceback are kept.
+        A DDP rank > 0 finds rank 0's summary of this same attempt: it keeps only the earlier ones.
+        """
+        try:
+            old = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return []
+        if not isinstance(old, dict) or "status" not in old:
+            return []
+        earlier = list(old.get("earlier_attempts", []))
+        if secondary_rank():
+            return earlier
+        return [*earlier, {k: old[k] for k in _ATTEMPT_KEYS if k in old}]
 
     @classmethod
     def for_hydra_job(cls, cfg: DictConfig, seed: int | None, cfg_hash: str) -> RunSummary:
@@ -130,9 +203,14 @@ class RunSummary:
         self.finish("interrupted", interrupted_at_step=step, steps=step, epochs=epoch)
 
     def failed(self, exc: BaseException) -> None:
-        """Record a failure with its error and traceback."""
+        """Record a failure with its error, traceback and, for known resource errors, a hint."""
+        hint = failure_hint(exc)
+        extra = {"hint": hint} if hint else {}
         self.finish(
             "failed",
             error=f"{type(exc).__name__}: {exc}",
             traceback="".join(traceback.format_exception(exc))[-4000:],
+            **extra,
         )
+        if hint:
+            log.error("run failed with %s: %s", type(exc).__name__, hint)

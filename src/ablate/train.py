@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from ablate import diagnostics
+from ablate import diagnostics, preemption
 from ablate.callbacks import mark_run_start
 from ablate.config import CONF_DIR, SWEPT_ENV, cli_swept_keys
 from ablate.datasets import DatasetNotFoundError
@@ -78,7 +78,7 @@ def _fit_and_test(
         )  # fmt: skip
         loggers, callbacks = build_loggers_and_callbacks(cfg.logger, cfg.callbacks, cfg.diagnostics)
         trainer: L.Trainer = instantiate(
-            cfg.trainer, callbacks=callbacks + injected_faults(), logger=loggers or False,
+            cfg.trainer, callbacks=callbacks + injected_faults(cfg), logger=loggers or False,
             deterministic="warn" if cfg.deterministic else False, plugins=[AtomicCheckpointIO()],
         )  # fmt: skip
         if resume:
@@ -104,10 +104,16 @@ def _fit_and_test(
         fail([" ".join(str(e).split())])
     except SIGTERMException:  # SaveOnInterrupt has saved last.ckpt: the same command resumes
         summary.interrupted(trainer.global_step, trainer.current_epoch)
+        # Under submitit: resubmit and exit (SystemExit). Looked up in its module, never imported by
+        # name: submitit pickles this module's functions by value when it runs as __main__.
+        preemption.PREEMPTION.requeue_if_preempted()
         log.warning("SIGTERM at step %d: run the same command to resume", trainer.global_step)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except BaseException as e:
-        summary.failed(e)
+        if preemption.PREEMPTION.requeuing:  # submitit requeued it outside a fit; last.ckpt holds
+            summary.interrupted(trainer.global_step, trainer.current_epoch)
+        else:
+            summary.failed(e)
         raise
     log.info("run directory: %s", run_dir)
     log.info("summary: %s  |  TensorBoard: make tensorboard (serves ./logs)", summary.path)
