@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import fast_overrides, run_cli, summaries
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ablate import datasets
@@ -354,7 +355,6 @@ def test_cli_bf16_mixed_and_channels_last_train(tmp_path, data_root):
 
 
 def test_channels_last_keeps_the_outputs(data_root):
-    from hydra import compose, initialize_config_dir
 
     from ablate.models import build_model
 
@@ -409,3 +409,31 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path, data_root):
     assert train_losses[1] == pytest.approx(train_losses[0], rel=1e-4)
     assert "distributed_backend=gloo" in stderr and "Starting with 2 processes" in stderr
     assert "data path: CPU" in next((tmp_path / "ddp" / "logs").rglob("train.log")).read_text()
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "cuda", "bf16", "precision", "channels_last"),
+    [
+        ("cpu", True, True, "32-true", False),  # CPU by choice, even on a GPU machine
+        ("auto", False, False, "32-true", False),  # no GPU: nothing changes on CPU
+        ("auto", True, True, "bf16-mixed", True),
+        ("gpu", True, False, "32-true", True),  # a GPU without bfloat16 (pre-Ampere)
+    ],
+)
+def test_speed_switches_default_on_where_they_help(
+    monkeypatch, accelerator, cuda, bf16, precision, channels_last
+):
+    """precision and channels_last resolve per machine: on a (bf16) GPU, off on CPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"trainer.accelerator={accelerator}"])
+    assert cfg.trainer.precision == precision
+    assert cfg.model.channels_last is channels_last
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        chosen = compose(
+            config_name="train",
+            overrides=[f"trainer.accelerator={accelerator}", "trainer.precision=32-true",
+                       "model.channels_last=false"],
+        )  # fmt: skip
+    assert (chosen.trainer.precision, chosen.model.channels_last) == ("32-true", False)

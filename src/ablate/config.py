@@ -1,4 +1,5 @@
-"""Where the configs live and the OmegaConf resolvers they use (`${repo_root:}`, `${run_name:...}`)."""
+"""Where the configs live and the OmegaConf resolvers they use (`${repo_root:}`, `${run_name:...}`,
+`${on_gpu:...}`, `${auto_precision:...}`)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,24 @@ def linear_scaling(base: float, batch_size: int, base_batch_size: int) -> float:
     return float(base) * int(batch_size) / int(base_batch_size)
 
 
+def on_gpu(accelerator: str) -> bool:
+    """Whether `trainer.accelerator` means a CUDA GPU on this machine (`auto`: when one is visible)."""
+    import torch
+
+    if accelerator in ("gpu", "cuda"):
+        return True
+    return accelerator == "auto" and torch.cuda.is_available()
+
+
+def auto_precision(accelerator: str) -> str:
+    """bf16-mixed on a GPU that has bfloat16 (Ampere and later), else 32-true (CPU: no gain)."""
+    import torch
+
+    if on_gpu(accelerator) and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
 def register_resolvers() -> None:
     """Register the project's resolvers once (idempotent)."""
     if not OmegaConf.has_resolver("repo_root"):
@@ -83,6 +102,10 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("linear_scaling", linear_scaling)
     if not OmegaConf.has_resolver("sweep_name"):
         OmegaConf.register_new_resolver("sweep_name", sweep_name)
+    if not OmegaConf.has_resolver("on_gpu"):
+        OmegaConf.register_new_resolver("on_gpu", on_gpu)
+    if not OmegaConf.has_resolver("auto_precision"):
+        OmegaConf.register_new_resolver("auto_precision", auto_precision)
 
 
 register_resolvers()

@@ -17,6 +17,14 @@ from ablate.regularizers import penalty, split_decay
 
 log = logging.getLogger(__name__)
 
+DIVERGENCE_READ_EVERY = 25  # steps between host syncs of the divergence test on an accelerator
+
+
+def read_interval(device: torch.device) -> int:
+    """Steps between reads of a device-side flag: 1 on CPU (free), else DIVERGENCE_READ_EVERY."""
+    return 1 if device.type == "cpu" else DIVERGENCE_READ_EVERY
+
+
 # Names the HParams tab compares runs on; logged once up front so TensorBoard knows them.
 HPARAM_METRICS = (
     "test/acc",
@@ -52,17 +60,13 @@ class Classifier(L.LightningModule):
         self.max_loss = max_loss
         self.tta_flip = tta_flip
         self.diverged_at_step: int | None = None
+        self._first_bad_step: torch.Tensor | None = None  # on the device: see _check_divergence
         self.decay_weights, self.other_params, self.decay_names = split_decay(net)
         # Label smoothing (Szegedy et al. 2016, Sec. 7) in the training loss only: val/test report
         # plain cross-entropy, comparable across runs with and without it.
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         acc = lambda: MulticlassAccuracy(num_classes, average="micro")  # noqa: E731
-        self.train_acc, self.val_acc, self.test_acc, self.train_eval_acc = (
-            acc(),
-            acc(),
-            acc(),
-            acc(),
-        )
+        self.val_acc, self.test_acc, self.train_eval_acc = acc(), acc(), acc()
         self.val_loss, self.test_loss, self.train_eval_loss = (
             MeanMetric(),
             MeanMetric(),
@@ -70,14 +74,18 @@ class Classifier(L.LightningModule):
         )
         self.val_acc_best = MaxMetric()
         self.history: list[dict[str, float]] = []  # one entry per validation: the learning curve
-        self._train_loss_since_val = MeanMetric()
         # Epoch means as metrics (Lightning's own running means are not checkpointed). Persistent
         # metric states go into checkpoints: a run resumed mid-epoch reports the same numbers.
+        # Updated every step: no NaN check (torchmetrics' check reads a flag from the device, a
+        # host sync per step; a NaN loss is caught by the divergence test) and no argument checks.
+        step_mean = lambda: MeanMetric(nan_strategy="disable")  # noqa: E731
         self.train_loss, self.train_data_loss, self.train_penalty = (
-            MeanMetric(),
-            MeanMetric(),
-            MeanMetric(),
+            step_mean(),
+            step_mean(),
+            step_mean(),
         )
+        self._train_loss_since_val = step_mean()
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         for m in (
             self.train_acc,
             self.train_loss,
@@ -110,31 +118,64 @@ class Classifier(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss, data_loss, reg, logits = self.objective(x, y)
-        self._train_loss_since_val.update(loss.detach())
-        self.train_acc(logits, y)
-        for name, value in (("loss", loss), ("data_loss", data_loss), ("penalty", reg)):
-            metric = getattr(self, f"train_{name}")
-            metric(value.detach(), len(y))  # epoch mean weighted by batch size, like Lightning's
-            self.log(f"train/{name}", metric, on_step=True, on_epoch=True, prog_bar=name == "loss")
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        values = {"loss": loss.detach(), "data_loss": data_loss.detach(), "penalty": reg.detach()}
+        self._train_loss_since_val.update(values["loss"])
+        self.train_acc.update(logits, y)
+        for name, value in values.items():  # epoch means weighted by batch size, like Lightning's
+            getattr(self, f"train_{name}").update(value, len(y))
+        # Each self.log costs ~0.1-1 ms of Lightning bookkeeping, so step values are logged only on
+        # the steps the loggers write (every trainer.log_every_n_steps) and epoch means once, at
+        # the epoch's end. Tensors stay on the device until then: no host sync per step.
+        if self._trainer is not None and self.trainer._logger_connector.should_update_logs:
+            for name, value in values.items():
+                self.log(f"train/{name}_step", value, on_step=True, on_epoch=False,
+                         prog_bar=name == "loss")  # fmt: skip
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        for name in ("loss", "data_loss", "penalty"):
+            metric = getattr(self, f"train_{name}")
+            self.log(f"train/{name}_epoch", metric, prog_bar=name == "loss")
+        self.log("train/acc", self.train_acc, prog_bar=True)
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        loss = outputs["loss"].detach()
-        if not torch.isfinite(loss) or loss > self.max_loss:  # diverged: a result, not a crash
-            self.diverged_at_step = self.trainer.global_step
-            log.warning(
-                "training loss %s at step %d (bound max_loss=%g): stopping this run as diverged",
-                float(loss),
-                self.diverged_at_step,
-                self.max_loss,
-            )
-            self.trainer.should_stop = True
+        self._check_divergence(outputs["loss"].detach())
+        if self.diverged_at_step is not None:
             return
         # Lightning validates a run stopped by max_steps mid-epoch only when asked to stop:
         # without this, step-limited runs would have no val metrics and no best checkpoint.
         if 0 < self.trainer.max_steps <= self.trainer.global_step:
             self.trainer.should_stop = True
+
+    def _check_divergence(self, loss: torch.Tensor) -> None:
+        """Stop the run as diverged once the loss is NaN/inf or above max_loss: a result, not a crash.
+
+        The test runs on the device; reading its result is a host sync, so on an accelerator it is
+        read every DIVERGENCE_READ_EVERY steps and at an epoch's last batch (on CPU every step,
+        where reading is free). The first bad step is kept on the device, so diverged_at_step is
+        exact either way.
+        """
+        step = self.trainer.global_step
+        bad = ~torch.isfinite(loss) | (loss > self.max_loss)
+        if self._first_bad_step is None or self._first_bad_step.device != loss.device:
+            self._first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+        first = self._first_bad_step
+        first.copy_(torch.where(bad & (first < 0), step, first))
+        every = read_interval(loss.device)
+        last = self.trainer.is_last_batch or 0 < self.trainer.max_steps <= step
+        if step % every and not last:
+            return
+        first_bad = int(first)
+        if first_bad < 0:
+            return
+        self.diverged_at_step = first_bad
+        log.warning(
+            "training loss above max_loss=%g (or not finite) at step %d: stopping this run as "
+            "diverged",
+            self.max_loss,
+            first_bad,
+        )
+        self.trainer.should_stop = True
 
     def on_train_epoch_start(self) -> None:
         # Not called when a run resumes mid-epoch (the restored sums carry on); a run resumed from
