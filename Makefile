@@ -9,7 +9,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export MPLBACKEND := Agg
 
-.PHONY: help install lock train sweep studies report tensorboard test test-all lint format bench clean
+.PHONY: help install lock train sweep studies report tensorboard test test-all lint format bench speedrun clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ format:  ## apply ruff formatting and fixes
 
 bench:  ## throughput of the pipeline vs a plain PyTorch loop, and start-up time
 	$(PY) benchmarks/throughput.py
+
+PRESET ?= speedrun_mnist
+speedrun:  ## time a speedrun preset over 3 seeds (PRESET=speedrun_cifar10 on a GPU)
+	$(PY) benchmarks/time_to_accuracy.py --preset $(PRESET) --seeds 0 1 2
 
 clean:  ## remove caches (not logs, not data)
 	rm -rf .pytest_cache .ruff_cache

@@ -132,6 +132,32 @@ def test_dataloader_worker_killed_in_one_cell_is_recorded_and_the_next_cell_comp
     assert failed["hint"] == WORKER_DEATH_HINT and "data.num_workers=0" in failed["hint"]
 
 
+def test_bad_option_combination_in_one_cell_is_recorded_and_the_other_cells_run(
+    data_root, tmp_path
+):
+    """norm.groups=3 does not divide the width 4: that cell fails before training, the others run."""
+    sweep = tmp_path / "sweep"
+    args = [*_sweep_args(data_root, tmp_path, "norm=group"), "norm.groups=2,3"]
+    args[args.index("seed=0,1")] = "seed=0"
+    proc = run_cli(*args, env=ENV)
+    _failed_cell(proc, "norm.groups=3")
+    assert "error: norm.groups=3 does not divide the channel counts [4, 8]" in proc.stderr
+    found = summaries(sweep)
+    _completed(found["norm.groups=2"])
+    failed = found["norm.groups=3"]
+    assert failed["status"] == "failed" and failed["error"].startswith("ConfigError: norm.groups=3")
+    assert not (sweep / "norm.groups=3" / "checkpoints").exists()  # rejected before training
+    # Re-running the same sweep: the completed cell is skipped, the bad one is recorded again and
+    # its first record kept; a single run with the same values still exits 2 and writes nothing.
+    again = run_cli(*args, env=ENV)
+    _failed_cell(again, "norm.groups=3")
+    assert summaries(sweep)["norm.groups=3"]["earlier_attempts"][0]["error"] == failed["error"]
+    single = tmp_path / "single"
+    proc = run_cli(*fast_overrides(data_root, tmp_path), *TINY, "norm=group", "norm.groups=3",
+                   f"hydra.run.dir={single}", env=ENV)  # fmt: skip
+    assert proc.returncode == 2 and not (single / "summary.json").exists()
+
+
 def test_fault_spec_targets_one_cell_and_malformed_specs_are_refused(monkeypatch):
     assert parse_fault("kill_at_step:7") == ("kill", 7, None)  # the original syntax
     assert parse_fault("oom_at_step:3@seed=1") == ("oom", 3, ("seed", "1"))

@@ -29,10 +29,10 @@ from ablate.models import build_model
 from ablate.module import Classifier
 from ablate.results import best_checkpoint, final_metrics, log_hparams
 from ablate.resume import make_resumable
-from ablate.runs import claimed, config_hash, previous_run
+from ablate.runs import claimed, config_hash, previous_run, read_summary
 from ablate.summary import RunSummary
 from ablate.threads import set_threads
-from ablate.validate import fail, preflight, validate
+from ablate.validate import ConfigError, config_problems, fail, preflight
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Validate, build data/model/trainer, fit, test the best checkpoint, write summary.json."""
     mark_run_start()
     run_dir = HydraConfig.get().runtime.output_dir
-    validate(cfg, choices=dict(HydraConfig.get().runtime.choices), run_dir=run_dir)
+    if problems := config_problems(cfg, dict(HydraConfig.get().runtime.choices), run_dir):
+        _reject(cfg, run_dir, problems)
     cfg_hash = config_hash(cfg)
     with ExitStack() as held:
         try:
@@ -53,6 +54,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("%s: already %s, skipped", run_dir, previous.summary["status"])
             return previous.summary.get("metrics", {})
         return _fit_and_test(cfg, run_dir, cfg_hash, previous.resume_from if previous else None)
+
+
+def _reject(cfg: DictConfig, run_dir: str, problems: list[str]) -> None:
+    """A bad config: exit 2 before anything is written; in a sweep, fail only this cell."""
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    earlier = read_summary(run_dir)
+    if not in_sweep or (earlier is not None and earlier.get("status") != "failed"):
+        fail(problems)  # never write over an earlier run (a failed one is re-run in place anyway)
+    # One bad cell of a sweep (e.g. norm.groups=3 where a width is 32): recorded in its
+    # summary.json, and the sweep goes on; it exits 1 and names the failed cells.
+    error = ConfigError("; ".join(problems))
+    try:
+        RunSummary.for_hydra_job(cfg, cfg.get("seed"), config_hash(cfg)).failed(error)
+    except Exception:  # noqa: BLE001 - e.g. a missing (???) value: nothing to record it with
+        fail(problems)
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    raise error
 
 
 def _fit_and_test(

@@ -257,10 +257,10 @@ def path_problems(cfg: DictConfig, run_dir: str | Path) -> list[str]:
     return problems
 
 
-def validate(
+def config_problems(
     cfg: DictConfig, choices: dict[str, str] | None = None, run_dir: str | Path | None = None
-) -> None:
-    """Exit with code 2 and one line per problem if the config is not usable."""
+) -> list[str]:
+    """Every problem of the config, one line each (empty when it is usable)."""
     problems = value_problems(cfg) + trainer_problems(cfg)
     if run_dir is not None:
         problems += path_problems(cfg, run_dir)
@@ -268,7 +268,14 @@ def validate(
         problems += key_problems(cfg, choices)
     if not problems:  # only look for files once the paths themselves are valid
         problems += data_problems(cfg)
-    if problems:
+    return problems
+
+
+def validate(
+    cfg: DictConfig, choices: dict[str, str] | None = None, run_dir: str | Path | None = None
+) -> None:
+    """Exit with code 2 and one line per problem if the config is not usable."""
+    if problems := config_problems(cfg, choices, run_dir):
         fail(problems)
 
 
