@@ -106,6 +106,20 @@ def test_sigkill_mid_epoch_resumes_to_the_same_result(data_root, tmp_path, refer
     assert_same_result(reference, run)
 
 
+def test_sigkill_with_loader_workers_resumes_to_the_result_without_workers(
+    data_root, tmp_path, reference
+):
+    """Each augmented batch draws from its own seed (seed, epoch, rank, batch number), so a run
+    with a DataLoader worker process, killed in its second epoch and resumed, ends bit for bit
+    where the uninterrupted run without workers ends."""
+    run = tmp_path / "run"
+    args = _args(data_root, tmp_path, run, "data.num_workers=1", "data.on_device=false")
+    killed = run_cli(*args, env={**ENV, "ABLATE_FAULT": "kill_at_step:10"})
+    assert killed.returncode == -signal.SIGKILL
+    _ok(run_cli(*args, env=ENV))
+    assert_same_result(reference, run)
+
+
 def test_sigterm_saves_exits_143_and_the_same_command_resumes(data_root, tmp_path, reference):
     run = tmp_path / "run"
     args = _args(data_root, tmp_path, run)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning as L
 import numpy as np
@@ -44,25 +45,38 @@ def stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarr
     return np.sort(np.concatenate(picked))
 
 
+class SeededBatch(NamedTuple):
+    """A training batch's indices and the seed its augmentation draws from."""
+
+    indices: list[int]
+    seed: int
+
+
+def batch_seed(seed: int, epoch: int, rank: int, number: int) -> int:
+    """The augmentation seed of batch `number` of `epoch` on `rank`: a pure function of the four."""
+    return int(np.random.SeedSequence([seed, epoch, rank, number]).generate_state(1)[0])
+
+
 class BatchDataset(Dataset):
     """Uint8 images (N, H, W, C) and labels, indexed a whole batch at a time, augmented on the fly."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, augment: BatchAugment | None = None) -> None:
         self.x, self.y, self.augment = x, torch.from_numpy(y), augment
-        self._worker_seeded = False
 
     def __len__(self) -> int:
         return len(self.y)
 
-    def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, idx: list[int] | SeededBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        seed = None
+        if isinstance(idx, SeededBatch):
+            idx, seed = idx.indices, idx.seed
         idx = np.asarray(idx)
         images = self.x[idx]
         if self.augment is not None:
-            info = torch.utils.data.get_worker_info()
-            if info is not None and not self._worker_seeded:
-                # Each worker process draws from its own stream, derived from the loader's seeded generator.
-                self.augment.reseed(info.seed % 2**32)
-                self._worker_seeded = True
+            if seed is not None:
+                # Every batch draws from its own seed: the same augmentation whichever worker
+                # process makes it, with any num_workers, and after resuming mid-epoch.
+                self.augment.reseed(seed)
             images = self.augment(images)
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
         return x, self.y[idx]
@@ -86,8 +100,17 @@ class ShardedBatchSampler(Sampler[list[int]]):
     """Batches of this rank's share of the base sampler's order (BatchSampler when world=1)."""
 
     def __init__(
-        self, base: Sampler[int], batch_size: int, rank: int = 0, world: int = 1, pad: bool = False
+        self,
+        base: Sampler[int],
+        batch_size: int,
+        rank: int = 0,
+        world: int = 1,
+        pad: bool = False,
+        seed: int | None = None,
+        epoch: Callable[[], int] | None = None,
     ) -> None:
+        """With `seed`, batches come as SeededBatch, seeded from (seed, epoch, rank, batch number);
+        `epoch` says which epoch it is (default: count the passes over the sampler)."""
         self.base, self.batch_size, self.rank, self.world, self.pad = (
             base,
             batch_size,
@@ -95,11 +118,18 @@ class ShardedBatchSampler(Sampler[list[int]]):
             world,
             pad,
         )
+        self.seed, self._epoch_source, self._passes = seed, epoch, 0
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[int] | SeededBatch]:
         order = shard(list(self.base), self.rank, self.world, self.pad)
-        for i in range(0, len(order), self.batch_size):
-            yield order[i : i + self.batch_size]
+        epoch = self._epoch_source() if self._epoch_source else self._passes
+        self._passes += 1
+        for number, i in enumerate(range(0, len(order), self.batch_size)):
+            batch = order[i : i + self.batch_size]
+            if self.seed is None:
+                yield batch
+            else:
+                yield SeededBatch(batch, batch_seed(self.seed, epoch, self.rank, number))
 
     def __len__(self) -> int:
         n = len(shard(range(len(self.base)), self.rank, self.world, self.pad))
@@ -357,12 +387,20 @@ class ImageDataModule(L.LightningDataModule):
                 "trainer=ddp sets it)"
             )
         ds = BatchDataset(*self._split(split, limit), augment)
+        # The shuffle order has a generator of its own: the loader's (worker base seeds) is drawn
+        # from once per iterator, and persistent workers keep theirs, so sharing one generator
+        # would make the order depend on data.num_workers.
+        order = torch.Generator().manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
-        base = RandomSampler(ds, generator=gen) if shuffle else SequentialSampler(ds)
+        base = RandomSampler(ds, generator=order) if shuffle else SequentialSampler(ds)
         return DataLoader(
             ds,
             batch_size=None,
-            sampler=ShardedBatchSampler(base, size, rank, world, pad=shuffle),
+            sampler=ShardedBatchSampler(
+                base, size, rank, world, pad=shuffle,
+                seed=self.seed if augment is not None else None,
+                epoch=(lambda: self.trainer.current_epoch) if self.trainer else None,
+            ),  # fmt: skip
             num_workers=self.num_workers,
             generator=gen,
             persistent_workers=self.num_workers > 0,

@@ -82,9 +82,9 @@ class ResumableLoader:
     """Wraps the training DataLoader so Lightning saves its position and resumes it mid-epoch.
 
     load_state_dict() takes effect at the next iteration. Skipped batches are loaded and augmented again (not trained on), which
-    moves the augmentation stream exactly as far as the uninterrupted run moved it. Exact for
-    num_workers=0 (and for loaders that derive their streams from the epoch, like the device
-    path's); with workers, each worker's augmentation stream lives in that process and restarts.
+    moves the augmentation stream exactly as far as the uninterrupted run moved it. The CPU path
+    seeds each augmented batch from (seed, epoch, rank, batch number) and the device path derives
+    its streams from the epoch, so resuming is exact with DataLoader workers too.
     """
 
     def __init__(self, loader: DataLoader | Iterable[Any]) -> None:
