@@ -397,7 +397,11 @@ class ImageDataModule(L.LightningDataModule):
             ds,
             batch_size=None,
             sampler=ShardedBatchSampler(
-                base, size, rank, world, pad=shuffle,
+                base,
+                size,
+                rank,
+                world,
+                pad=shuffle,
                 seed=self.seed if augment is not None else None,
                 epoch=(lambda: self.trainer.current_epoch) if self.trainer else None,
             ),  # fmt: skip
