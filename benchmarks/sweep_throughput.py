@@ -34,7 +34,7 @@ from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import REPO, default_data_root  # noqa: E402
+from throughput import REPO, default_data_root, import_floor  # noqa: E402
 
 
 def jobs(launcher: str) -> int:
@@ -103,13 +103,6 @@ def split(runs: list[dict], processes: int, batch_size: int) -> dict[str, float]
         "sum_run": sum(r["wall_time_s"] for r in done),
         "threads": done[0]["threads"] if done else 0,
     }
-
-
-def import_floor() -> float:
-    """Seconds for `import lightning, hydra, torch` alone: paid by every new process."""
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import lightning, hydra, torch"], check=True)
-    return time.perf_counter() - t
 
 
 def main() -> None:
