@@ -297,9 +297,9 @@ def test_submitit_preemption_signal_saves_at_the_next_step_requeues_and_resumes_
     assert "this job is preempted" in logs and "Requeued job" in logs
     train_log = (run / "train.log").read_text()
     assert "SIGUSR2 (submitit preemption/timeout): stopping at the next batch" in train_log
-    assert f"SIGTERMException at step {stopped}: saved {run / 'checkpoints' / 'last.ckpt'}" in (
-        train_log
-    )
+    if stopped % 6:  # mid-epoch: saved at the signal (at an epoch's end last.ckpt is already there)
+        saved_msg = f"SIGTERMException at step {stopped}: saved {run / 'checkpoints' / 'last.ckpt'}"
+        assert saved_msg in train_log
     assert "resuming the interrupted run" in train_log
     assert "SystemExit" not in train_log  # nothing was raised in the middle of a step
     (r,) = summaries(reference).values()
