@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Sequen
 from ablate import datasets
 from ablate.augment import BatchAugment, build_augment
 from ablate.device_aug import DeviceAugment, NoDeviceEquivalent, build_device_augment, generator
+from ablate.resume import ResumableLoader
 
 log = logging.getLogger(__name__)
 
@@ -425,10 +426,13 @@ class ImageDataModule(L.LightningDataModule):
         augment = self._device_aug if shuffle else None
         return DeviceBatches(x, y, size, shuffle, self.seed, augment, rank, world, epoch)
 
-    def train_dataloader(self) -> DataLoader | DeviceBatches:
+    def train_dataloader(self) -> ResumableLoader:
+        """The training batches; checkpoints record the position in the epoch (exact resume)."""
         if self.data_path == "device":
-            return self._loader("train", shuffle=True)
-        return self._loader("train", shuffle=True, augment=self._augment(self.seed))
+            return ResumableLoader(self._loader("train", shuffle=True))
+        return ResumableLoader(
+            self._loader("train", shuffle=True, augment=self._augment(self.seed))
+        )
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("val", shuffle=False)

@@ -131,13 +131,6 @@ class ResumableLoader:
         self._pending = state_dict or None
 
 
-def make_resumable(datamodule: L.LightningDataModule) -> L.LightningDataModule:
-    """Have the datamodule hand Lightning its training loader wrapped in a ResumableLoader."""
-    build = datamodule.train_dataloader
-    datamodule.train_dataloader = lambda: ResumableLoader(build())
-    return datamodule
-
-
 def _generators(loader: Any) -> list[torch.Generator]:
     """The loader's generator and its samplers' (shuffle order, worker base seed), each once."""
     found, node = [getattr(loader, "generator", None)], getattr(loader, "sampler", None)

@@ -28,7 +28,6 @@ from ablate.instantiate import build_loggers_and_callbacks
 from ablate.models import build_model
 from ablate.module import Classifier
 from ablate.results import best_checkpoint, final_metrics, log_hparams
-from ablate.resume import make_resumable
 from ablate.runs import claimed, config_hash, previous_run, read_summary
 from ablate.summary import RunSummary
 from ablate.threads import set_threads
@@ -87,7 +86,6 @@ def _fit_and_test(
         datamodule = instantiate(cfg.data, aug=aug, seed=seed, _recursive_=False)
         datamodule.prepare_data()
         datamodule.setup("fit")
-        make_resumable(datamodule)  # checkpoints record the position in the epoch
         net = build_model(cfg, datamodule.channels, datamodule.num_classes, datamodule.image_size)
         model = Classifier(
             net, optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler) or None,
