@@ -121,6 +121,21 @@ def fast_overrides(data_root: Path, tmp: Path) -> list[str]:
     ]
 
 
+def patch_dataset_load(monkeypatch, n_train: int, n_test: int, size: int):
+    """Patch datasets.load to return generated size x size RGB images, 10 balanced classes."""
+    from ablate import datasets
+
+    rng = np.random.default_rng(0)
+
+    def split(n: int) -> datasets.Split:
+        x = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        return datasets.Split(x, np.repeat(np.arange(10), n // 10))
+
+    data = datasets.ImageData(split(n_train), split(n_test), [str(k) for k in range(10)])
+    monkeypatch.setattr(datasets, "load", lambda *a, **k: data)
+    return data
+
+
 def summaries(folder: Path) -> dict[str, dict]:
     """Every summary.json under folder, keyed by its run directory's name."""
     return {p.parent.name: json.loads(p.read_text()) for p in folder.rglob("summary.json")}

@@ -5,26 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import patch_dataset_load
 from omegaconf import OmegaConf
 
-from ablate import datasets
 from ablate.config import CONF_DIR
 from ablate.datamodule import ImageDataModule, stratified_pick
 
 
 @pytest.fixture
 def fake_data(monkeypatch):
-    """Patch datasets.load to return 1,000 train / 200 test generated 8x8 RGB images."""
-    rng = np.random.default_rng(0)
-    train = datasets.Split(
-        rng.integers(0, 256, (1000, 8, 8, 3), dtype=np.uint8), np.repeat(np.arange(10), 100)
-    )
-    test = datasets.Split(
-        rng.integers(0, 256, (200, 8, 8, 3), dtype=np.uint8), np.repeat(np.arange(10), 20)
-    )
-    data = datasets.ImageData(train, test, [str(k) for k in range(10)])
-    monkeypatch.setattr(datasets, "load", lambda *a, **k: data)
-    return data
+    """Patch datasets.load: 1,000 train / 200 test generated 8x8 RGB images."""
+    return patch_dataset_load(monkeypatch, 1000, 200, 8)
 
 
 def _dm(aug: str = "none", **kw) -> ImageDataModule:

@@ -15,11 +15,10 @@ import albumentations as A
 import numpy as np
 import pytest
 import torch
-from conftest import fast_overrides, run_cli, summaries
+from conftest import fast_overrides, patch_dataset_load, run_cli, summaries
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from ablate import datasets
 from ablate.augment import BatchAugment
 from ablate.config import CONF_DIR
 from ablate.datamodule import DeviceBatches, ImageDataModule
@@ -195,16 +194,7 @@ def test_unsupported_ops_and_settings_are_named():
 @pytest.fixture
 def fake_data(monkeypatch):
     """Patch datasets.load: 600 train / 130 test generated 12x12 RGB images."""
-    rng = np.random.default_rng(0)
-    train = datasets.Split(
-        rng.integers(0, 256, (600, 12, 12, 3), dtype=np.uint8), np.repeat(np.arange(10), 60)
-    )
-    test = datasets.Split(
-        rng.integers(0, 256, (130, 12, 12, 3), dtype=np.uint8), np.repeat(np.arange(10), 13)
-    )
-    data = datasets.ImageData(train, test, [str(k) for k in range(10)])
-    monkeypatch.setattr(datasets, "load", lambda *a, **k: data)
-    return data
+    return patch_dataset_load(monkeypatch, 600, 130, 12)
 
 
 def make_dm(aug: str = "light", **kw) -> ImageDataModule:

@@ -5,8 +5,7 @@ states, but not
 - the global RNG streams (torch, numpy, python) that dropout and other layers draw from;
 - the training loader: Lightning restarts an interrupted epoch with a fresh iterator, so the batches
   already trained on would be trained again, in the order of the first epoch.
-ResumableLoader records where the epoch's order and augmentation streams started and how many
-batches were used; ResumeState puts that and the RNG states into checkpoints and back.
+ResumableLoader records where the epoch's order started and how many batches were used; ResumeState puts that and the RNG states into checkpoints and back.
 """
 
 from __future__ import annotations
@@ -81,10 +80,10 @@ def set_rng_states(states: dict[str, Any]) -> None:
 class ResumableLoader:
     """Wraps the training DataLoader so Lightning saves its position and resumes it mid-epoch.
 
-    load_state_dict() takes effect at the next iteration. Skipped batches are loaded and augmented again (not trained on), which
-    moves the augmentation stream exactly as far as the uninterrupted run moved it. The CPU path
-    seeds each augmented batch from (seed, epoch, rank, batch number) and the device path derives
-    its streams from the epoch, so resuming is exact with DataLoader workers too.
+    load_state_dict() takes effect at the next iteration. Skipped batches are drawn again (not
+    trained on): the device path's per-epoch augmentation stream then stands where the uninterrupted
+    run's stood. The CPU path seeds each augmented batch from (seed, epoch, rank, batch number), so
+    only the order's generators need restoring, and resuming is exact with DataLoader workers too.
     """
 
     def __init__(self, loader: DataLoader | Iterable[Any]) -> None:
@@ -141,32 +140,12 @@ def _generators(loader: Any) -> list[torch.Generator]:
     return list(unique.values())
 
 
-def _augment_rngs(loader: Any) -> tuple[np.random.Generator, random.Random] | None:
-    """The (numpy, python) generators an albumentations pipeline on the dataset draws from, if any."""
-    dataset = getattr(loader, "dataset", None)
-    transform = getattr(getattr(dataset, "augment", None), "transform", None)
-    rng, py = getattr(transform, "random_generator", None), getattr(transform, "py_random", None)
-    return (
-        (rng, py)
-        if isinstance(rng, np.random.Generator) and isinstance(py, random.Random)
-        else None
-    )
-
-
 def stream_states(loader: Any) -> dict[str, Any]:
-    """Current states of every random stream that decides the loader's batches."""
-    augment = _augment_rngs(loader)
-    return {
-        "generators": [g.get_state() for g in _generators(loader)],
-        "augment": (augment[0].bit_generator.state, augment[1].getstate()) if augment else None,
-    }
+    """Current states of the generators that decide the loader's order (and worker seeds)."""
+    return {"generators": [g.get_state() for g in _generators(loader)]}
 
 
 def set_streams(loader: Any, states: dict[str, Any]) -> None:
-    """Put the loader's random streams back to `states` (in place: the pipeline shares the objects)."""
+    """Put the loader's generators back to `states` (an older checkpoint's "augment" entry is unused)."""
     for g, s in zip(_generators(loader), states["generators"], strict=True):
         g.set_state(s)
-    augment = _augment_rngs(loader)
-    if augment and states["augment"]:
-        augment[0].bit_generator.state = states["augment"][0]
-        augment[1].setstate(states["augment"][1])

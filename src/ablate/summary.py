@@ -85,9 +85,8 @@ def failure_hint(exc: BaseException) -> str | None:
     """What to change when a run fails with a known resource error (GPU OOM, a dead loader worker)."""
     for e in _chain(exc):
         text = str(e)
-        if isinstance(e, torch.OutOfMemoryError) or "CUDA out of memory" in text:
-            return OOM_HINT
-        if "CUDA error: out of memory" in text:
+        oom_text = "CUDA out of memory" in text or "CUDA error: out of memory" in text
+        if isinstance(e, torch.OutOfMemoryError) or oom_text:
             return OOM_HINT
         if "DataLoader worker" in text and (
             "killed by signal" in text or "exited unexpectedly" in text
