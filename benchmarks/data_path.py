@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,18 +27,19 @@ from loop_overhead import (
     sync,
 )
 
-from ablate import datasets
+from ablate.data import cache, decode
+from ablate.data.sources import source
 
 DATASETS = {"digits": "mnist", "fashion": "fashion_mnist", "natural": "cifar10"}
 
 
-def generated_natural(n: int = 20000) -> datasets.ImageData:
+def generated_natural(n: int = 20000) -> decode.ImageData:
     """Random 32x32 RGB images standing in for CIFAR-10 (the speed does not depend on content)."""
     rng = np.random.default_rng(0)
-    split = lambda k: datasets.Split(  # noqa: E731
+    split = lambda k: decode.Split(  # noqa: E731
         rng.integers(0, 256, (k, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, k)
     )
-    return datasets.ImageData(split(n), split(n // 5), [str(k) for k in range(10)])
+    return decode.ImageData(split(n), split(n // 5), [str(k) for k in range(10)])
 
 
 def batches_alone(dm, device: torch.device, n: int, skip: int = 5) -> float:
@@ -69,14 +71,14 @@ def main() -> None:
         f"torch {torch.__version__} on {device} ({torch.get_num_threads()} threads), batch {args.batch_size}"
     )
     print(f"{'family':8} {'preset':7} {'path':7} {'batches img/s':>14} {'with model img/s':>17}")
-    real_load = datasets.load
+    real_load = cache.load
     for family in args.families:
         name = DATASETS[family]
         try:
-            datasets.locate(name, args.data_root, download=False)
-            datasets.load = real_load
-        except datasets.DatasetNotFoundError:
-            datasets.load = lambda *a, **k: generated_natural()
+            source(name).locate(Path(args.data_root).resolve(), download=False)
+            cache.load = real_load
+        except decode.DatasetNotFoundError:
+            cache.load = lambda *a, **k: generated_natural()
             name += " (generated)"
         for preset in args.presets:
             for on_device in ("false", "true"):
@@ -99,7 +101,7 @@ def main() -> None:
                 data = batches(dm, device)
                 model = plain_steps(cfg, data, device, args.steps, args.skip, "32-true")
                 print(f"{family:8} {preset:7} {path:7} {alone:14.0f} {model:17.0f}   {name}")
-    datasets.load = real_load
+    cache.load = real_load
 
 
 if __name__ == "__main__":

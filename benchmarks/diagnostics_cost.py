@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import REPO, default_data_root  # noqa: E402
 
 from ablate.config import CONF_DIR  # noqa: E402
-from ablate.instantiate import instantiate_all  # noqa: E402
 from ablate.models import build_model  # noqa: E402
 from ablate.module import Classifier  # noqa: E402
+from ablate.run.loggers import instantiate_all  # noqa: E402
 
 OPTIONS = ("none", "basic", "full")
 

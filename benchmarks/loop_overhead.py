@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from throughput import REPO, default_data_root  # noqa: E402 (same folder: on sys.path when run)
 
 from ablate.config import CONF_DIR  # noqa: E402
-from ablate.datamodule import ImageDataModule  # noqa: E402
+from ablate.data.datamodule import ImageDataModule  # noqa: E402
 from ablate.models import build_model  # noqa: E402
 from ablate.module import Classifier  # noqa: E402
 

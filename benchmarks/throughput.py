@@ -56,14 +56,15 @@ def plain_loop(args) -> float:
     import torch.nn.functional as F
     from hydra import compose, initialize_config_dir
 
-    from ablate import datasets
     from ablate.config import CONF_DIR
+    from ablate.data import cache
+    from ablate.data.sources.mnist import MNIST
     from ablate.models import build_model
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"data.batch_size={args.batch_size}"])
     torch.manual_seed(0)
-    data = datasets.load("mnist", args.data_root, args.cache_dir, download=False)
+    data = cache.load("mnist", MNIST.read, args.data_root, args.cache_dir, download=False)
     x = torch.from_numpy(data.train.x[:54000]).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(data.train.y[:54000])
     mean, std = float(np.mean(data.train.x) / 255), float(np.std(data.train.x / 255.0))

@@ -40,10 +40,12 @@ def compose_preset(preset: str, overrides: list[str]):
 
 def warm_cache(cfg, root: str, cache_dir: str) -> None:
     """Decode the dataset into its cache now, so no timed run pays the one-time decode."""
-    from ablate import datasets
+    from hydra.utils import get_class
+
+    from ablate.data import cache
 
     d = cfg.data
-    datasets.load(d.dataset, root, cache_dir, download=False, channels=d.channels,
+    cache.load(d.dataset, get_class(d._target_).read, root, cache_dir, download=False, channels=d.channels,
                   image_size=d.image_size)  # fmt: skip
 
 

@@ -122,20 +122,42 @@ def fast_overrides(data_root: Path, tmp: Path) -> list[str]:
 
 
 def patch_dataset_load(monkeypatch, n_train: int, n_test: int, size: int):
-    """Patch datasets.load to return generated size x size RGB images, 10 balanced classes."""
-    from ablate import datasets
+    """Patch the dataset cache to return generated size x size RGB images, 10 balanced classes."""
+    from ablate.data import cache, decode
 
     rng = np.random.default_rng(0)
 
-    def split(n: int) -> datasets.Split:
+    def split(n: int) -> decode.Split:
         x = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-        return datasets.Split(x, np.repeat(np.arange(10), n // 10))
+        return decode.Split(x, np.repeat(np.arange(10), n // 10))
 
-    data = datasets.ImageData(split(n_train), split(n_test), [str(k) for k in range(10)])
-    monkeypatch.setattr(datasets, "load", lambda *a, **k: data)
+    data = decode.ImageData(split(n_train), split(n_test), [str(k) for k in range(10)])
+    monkeypatch.setattr(cache, "load", lambda *a, **k: data)
     return data
 
 
 def summaries(folder: Path) -> dict[str, dict]:
     """Every summary.json under folder, keyed by its run directory's name."""
     return {p.parent.name: json.loads(p.read_text()) for p in folder.rglob("summary.json")}
+
+
+def load_dataset(option: str, root, cache_dir, **kwargs):
+    """conf/data/<option>'s dataset through the verified cache, as the datamodule loads it."""
+    from ablate.data import cache
+    from ablate.data.sources import source
+
+    return cache.load(option, source(option).read, root, cache_dir, **kwargs)
+
+
+def locate_dataset(option: str, root, *, download: bool) -> None:
+    """What the config check runs: conf/data/<option>'s source looks for its files under root."""
+    from ablate.data.sources import source
+
+    source(option).locate(Path(root).expanduser().resolve(), download=download)
+
+
+def patch_read(monkeypatch, option: str, read) -> None:
+    """Replace conf/data/<option>'s decoding (the source's read) with read(root, **kwargs)."""
+    from ablate.data.sources import source
+
+    monkeypatch.setattr(source(option), "read", classmethod(lambda cls, *a, **k: read(*a, **k)))

@@ -1,4 +1,4 @@
-"""Tests for the `aug` presets and ablate.augment: what each preset does, shapes, seeding."""
+"""Tests for the `aug` presets and ablate.data.augment: what each preset does, shapes, seeding."""
 
 import os
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from ablate.augment import FAMILIES, BatchAugment, build_augment
+from ablate.data.augment import FAMILIES, BatchAugment, build_augment
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 PRESETS = ("none", "light", "strong")

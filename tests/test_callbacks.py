@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ablate.callbacks import rss_mb
+from ablate.diagnostics.monitors import rss_mb
 
 
 def test_rss_follows_a_large_allocation():

@@ -12,8 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ablate.augment import build_augment
 from ablate.config import CONF_DIR
+from ablate.data.augment import build_augment
 from ablate.models import build_model
 from ablate.module import Classifier
 from ablate.validate import value_problems

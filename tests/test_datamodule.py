@@ -9,7 +9,7 @@ from conftest import patch_dataset_load
 from omegaconf import OmegaConf
 
 from ablate.config import CONF_DIR
-from ablate.datamodule import ImageDataModule, stratified_pick
+from ablate.data.datamodule import ImageDataModule, stratified_pick
 
 
 @pytest.fixture

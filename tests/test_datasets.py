@@ -1,4 +1,4 @@
-"""Tests for ablate.datasets on tiny generated data (plus opt-in real-data checks)."""
+"""Tests for ablate.data.cache on tiny generated data (plus opt-in real-data checks)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_dataset, locate_dataset, patch_read
 from PIL import Image
 
-from ablate import datasets
-from ablate.datasets import DatasetNotFoundError, ImageData, load, locate
+from ablate.data.decode import DatasetNotFoundError, ImageData
+from ablate.data.sources.cifar10 import CIFAR10_CLASSES
+from ablate.data.sources.mnist import MNIST_FILES
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -64,8 +66,8 @@ def forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args, **kwargs):
         raise AssertionError("decoded again instead of using the cache")
 
-    for name in datasets.LOADERS:
-        monkeypatch.setitem(datasets.LOADERS, name, fail)
+    for name in ("mnist", "fashion_mnist", "cifar10", "image_folder"):
+        patch_read(monkeypatch, name, fail)
 
 
 # Pixel values per (split, class, index) that survive PNG exactly.
@@ -122,7 +124,7 @@ def test_mnist_idx_roundtrip_and_cache_hit(tmp_path, monkeypatch):
     arrays = make_mnist(root)
     before = snapshot(root)
 
-    data = load("mnist", root, cache, download=True)
+    data = load_dataset("mnist", root, cache, download=True)
 
     assert_mnist_equal(data, arrays)
     assert data.train.x.dtype == np.uint8 and data.train.y.dtype == np.int64
@@ -142,21 +144,23 @@ def test_mnist_idx_roundtrip_and_cache_hit(tmp_path, monkeypatch):
     for f in (root / "MNIST" / "raw").iterdir():
         f.unlink()
     forbid_decoding(monkeypatch)
-    again = load("mnist", root, cache, download=False)
+    again = load_dataset("mnist", root, cache, download=False)
     assert_mnist_equal(again, arrays)
     assert again.classes == data.classes
 
 
 def test_fashion_mnist_layout(tmp_path):
     arrays = make_mnist(tmp_path / "data", seed=1, folder="FashionMNIST")
-    data = load("fashion_mnist", tmp_path / "data", tmp_path / "cache", download=False)
+    data = load_dataset("fashion_mnist", tmp_path / "data", tmp_path / "cache", download=False)
     assert_mnist_equal(data, arrays)
     assert data.classes[0] == "T-shirt/top"
 
 
 def test_mnist_channels_and_resize(tmp_path):
     make_mnist(tmp_path / "data")
-    data = load("mnist", tmp_path / "data", tmp_path / "cache", channels=3, image_size=(32, 30))
+    data = load_dataset(
+        "mnist", tmp_path / "data", tmp_path / "cache", channels=3, image_size=(32, 30)
+    )
     assert data.train.x.shape == (5, 32, 30, 3)
     assert data.test.x.shape == (3, 32, 30, 3)
     np.testing.assert_array_equal(data.train.x[..., 0], data.train.x[..., 2])
@@ -165,10 +169,10 @@ def test_mnist_channels_and_resize(tmp_path):
 def test_mnist_missing_without_download(tmp_path):
     root = tmp_path / "nowhere"
     with pytest.raises(DatasetNotFoundError) as err:
-        load("mnist", root, tmp_path / "cache", download=False)
+        load_dataset("mnist", root, tmp_path / "cache", download=False)
     message = str(err.value)
     assert str(root.resolve() / "MNIST" / "raw") in message
-    for name in datasets.MNIST_FILES:
+    for name in MNIST_FILES:
         assert name in message
     assert "data.root" in message and "DATA_DIR" in message
     assert not root.exists()
@@ -182,7 +186,7 @@ def test_mnist_failed_download_is_not_found(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
     with pytest.raises(DatasetNotFoundError, match="download failed") as err:
-        load("mnist", tmp_path / "data", tmp_path / "cache", download=True)
+        load_dataset("mnist", tmp_path / "data", tmp_path / "cache", download=True)
     assert "train-labels-idx1-ubyte" in str(err.value)
 
 
@@ -190,21 +194,21 @@ def test_different_roots_get_different_caches(tmp_path):
     cache = tmp_path / "cache"
     a = make_mnist(tmp_path / "a", seed=1)
     b = make_mnist(tmp_path / "b", seed=2)
-    assert_mnist_equal(load("mnist", tmp_path / "a", cache), a)
-    assert_mnist_equal(load("mnist", tmp_path / "b", cache), b)
+    assert_mnist_equal(load_dataset("mnist", tmp_path / "a", cache), a)
+    assert_mnist_equal(load_dataset("mnist", tmp_path / "b", cache), b)
     assert len(list(cache.iterdir())) == 2
     # Different conversion options are cached separately as well.
-    load("mnist", tmp_path / "a", cache, image_size=(14, 14))
+    load_dataset("mnist", tmp_path / "a", cache, image_size=(14, 14))
     assert len(list(cache.iterdir())) == 3
-    assert_mnist_equal(load("mnist", tmp_path / "a", cache), a)
+    assert_mnist_equal(load_dataset("mnist", tmp_path / "a", cache), a)
 
 
 def test_unwritable_cache_warns_and_still_returns(tmp_path, caplog):
     arrays = make_mnist(tmp_path / "data")
     cache = tmp_path / "cache-is-a-file"
     cache.write_text("")
-    with caplog.at_level(logging.WARNING, logger="ablate.datasets"):
-        data = load("mnist", tmp_path / "data", cache)
+    with caplog.at_level(logging.WARNING, logger="ablate.data.cache"):
+        data = load_dataset("mnist", tmp_path / "data", cache)
     assert_mnist_equal(data, arrays)
     assert "Could not write dataset cache" in caplog.text
 
@@ -212,11 +216,11 @@ def test_unwritable_cache_warns_and_still_returns(tmp_path, caplog):
 def test_incomplete_cache_is_rebuilt(tmp_path):
     arrays = make_mnist(tmp_path / "data")
     cache = tmp_path / "cache"
-    load("mnist", tmp_path / "data", cache)
+    load_dataset("mnist", tmp_path / "data", cache)
     (entry,) = cache.iterdir()
     (entry / "classes.json").unlink()  # as if killed before the cache was complete
     (entry / "train_x.npy").write_bytes(b"garbage")
-    assert_mnist_equal(load("mnist", tmp_path / "data", cache), arrays)
+    assert_mnist_equal(load_dataset("mnist", tmp_path / "data", cache), arrays)
     assert not [p for p in entry.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -228,7 +232,7 @@ def test_image_folder_roundtrip(tmp_path, channels):
     root = tmp_path / "folder"
     make_image_folder(root)
     before = snapshot(root)
-    data = load("image_folder", root, tmp_path / "cache", channels=channels)
+    data = load_dataset("image_folder", root, tmp_path / "cache", channels=channels)
 
     assert data.classes == ["cat", "dog"]
     assert data.train.x.shape == (6, 6, 4, channels)
@@ -248,9 +252,9 @@ def test_image_folder_resize(tmp_path):
     # Make one image a different size: only allowed when image_size is set.
     Image.new("RGB", (9, 7), (1, 2, 3)).save(root / "train" / "dog" / "zz_big.png")
     with pytest.raises(ValueError, match="data.image_size"):
-        load("image_folder", root, tmp_path / "cache", channels=3)
+        load_dataset("image_folder", root, tmp_path / "cache", channels=3)
 
-    data = load("image_folder", root, tmp_path / "cache", channels=3, image_size=(5, 8))
+    data = load_dataset("image_folder", root, tmp_path / "cache", channels=3, image_size=(5, 8))
     assert data.train.x.shape == (7, 5, 8, 3)
     assert data.test.x.shape == (4, 5, 8, 3)
     np.testing.assert_array_equal(data.train.x[-1], np.broadcast_to([1, 2, 3], (5, 8, 3)))
@@ -261,7 +265,7 @@ def test_image_folder_resize(tmp_path):
 def test_image_folder_needs_channels(tmp_path):
     make_image_folder(tmp_path / "folder")
     with pytest.raises(ValueError, match="channels"):
-        load("image_folder", tmp_path / "folder", tmp_path / "cache")
+        load_dataset("image_folder", tmp_path / "folder", tmp_path / "cache")
 
 
 def test_image_folder_mismatched_classes(tmp_path):
@@ -269,7 +273,7 @@ def test_image_folder_mismatched_classes(tmp_path):
     make_image_folder(root)
     (root / "test" / "dog").rename(root / "test" / "wolf")
     with pytest.raises(ValueError, match="class folders differ"):
-        load("image_folder", root, tmp_path / "cache", channels=1)
+        load_dataset("image_folder", root, tmp_path / "cache", channels=1)
 
 
 def test_image_folder_empty_class(tmp_path):
@@ -278,38 +282,36 @@ def test_image_folder_empty_class(tmp_path):
     (root / "train" / "emu").mkdir()
     (root / "test" / "emu").mkdir()
     with pytest.raises(ValueError, match="has no images"):
-        load("image_folder", root, tmp_path / "cache", channels=1)
+        load_dataset("image_folder", root, tmp_path / "cache", channels=1)
 
 
 def test_locate_image_folder(tmp_path):
     root = tmp_path / "folder"
     with pytest.raises(DatasetNotFoundError) as err:
-        locate("image_folder", root, download=True)
+        locate_dataset("image_folder", root, download=True)
     assert str(root.resolve() / "train") in str(err.value)
     make_image_folder(root)
-    locate("image_folder", root, download=False)
+    locate_dataset("image_folder", root, download=False)
 
 
 def test_locate_mnist_and_cifar(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="t10k-images-idx3-ubyte"):
-        locate("mnist", tmp_path, download=False)
+        locate_dataset("mnist", tmp_path, download=False)
     with pytest.raises(DatasetNotFoundError, match="cifar10-jpg.tar.gz"):
-        locate("cifar10", tmp_path, download=False)
+        locate_dataset("cifar10", tmp_path, download=False)
     # With download allowed, a missing dataset is not an error for the cheap check.
-    locate("mnist", tmp_path, download=True)
-    locate("cifar10", tmp_path, download=True)
+    locate_dataset("mnist", tmp_path, download=True)
+    locate_dataset("cifar10", tmp_path, download=True)
     make_mnist(tmp_path)
     make_cifar_tarball(tmp_path)
-    locate("mnist", tmp_path, download=False)
-    locate("cifar10", tmp_path, download=False)
+    locate_dataset("mnist", tmp_path, download=False)
+    locate_dataset("cifar10", tmp_path, download=False)
     assert not (tmp_path / "FashionMNIST").exists()
 
 
 def test_unknown_dataset(tmp_path):
-    with pytest.raises(ValueError, match="Unknown dataset 'svhn'"):
-        load("svhn", tmp_path, tmp_path / "cache")
-    with pytest.raises(ValueError, match="Unknown dataset"):
-        locate("svhn", tmp_path, download=False)
+    with pytest.raises(ValueError, match="data='svhn' is not a data option: one of .*'mnist'"):
+        load_dataset("svhn", tmp_path, tmp_path / "cache")
 
 
 # --- cifar10 ----------------------------------------------------------------------------------
@@ -332,12 +334,12 @@ def test_cifar10_tarball(tmp_path, monkeypatch):
     root, cache = tmp_path / "data", tmp_path / "cache"
     make_cifar_tarball(root)
     before = snapshot(root)
-    check_cifar(load("cifar10", root, cache, download=False))
+    check_cifar(load_dataset("cifar10", root, cache, download=False))
     assert snapshot(root) == before, "the tarball must be read in place, not extracted"
 
     (root / "cifar10-jpg.tar.gz").unlink()
     forbid_decoding(monkeypatch)
-    check_cifar(load("cifar10", root, cache, download=False))
+    check_cifar(load_dataset("cifar10", root, cache, download=False))
 
 
 def test_cifar10_extracted_folder_preferred_over_tarball(tmp_path):
@@ -346,7 +348,7 @@ def test_cifar10_extracted_folder_preferred_over_tarball(tmp_path):
     with tarfile.open(root / "cifar10-jpg.tar.gz") as tar:
         tar.extractall(root, filter="data")
     (root / "cifar10-jpg" / "train" / "bird" / "0001.jpg").unlink()
-    data = load("cifar10", root, tmp_path / "cache", download=False)
+    data = load_dataset("cifar10", root, tmp_path / "cache", download=False)
     assert data.classes == sorted(CIFAR_COLOURS)
     np.testing.assert_array_equal(data.train.y, [0, 0, 1, 2, 2])
 
@@ -357,7 +359,7 @@ def test_cifar10_missing(tmp_path, monkeypatch):
     root = tmp_path / "data"
     root.mkdir()
     with pytest.raises(DatasetNotFoundError) as err:
-        load("cifar10", root, tmp_path / "cache", download=False)
+        load_dataset("cifar10", root, tmp_path / "cache", download=False)
     message = str(err.value)
     for expected in (str(root.resolve()), "cifar-10-batches-py", "cifar10-jpg.tar.gz", "DATA_DIR"):
         assert expected in message
@@ -367,7 +369,7 @@ def test_cifar10_missing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", offline)
     with pytest.raises(DatasetNotFoundError, match="download failed"):
-        load("cifar10", root, tmp_path / "cache", download=True)
+        load_dataset("cifar10", root, tmp_path / "cache", download=True)
 
 
 # --- real data (opt-in by availability) -------------------------------------------------------
@@ -379,7 +381,7 @@ def test_real_mnist(tmp_path, name):
     folder = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}[name]
     if not (SHARED_DATA / folder / "raw").is_dir():
         pytest.skip(f"no real data at {SHARED_DATA / folder / 'raw'}")
-    data = load(name, SHARED_DATA, tmp_path, download=False)
+    data = load_dataset(name, SHARED_DATA, tmp_path, download=False)
     assert data.train.x.shape == (60000, 28, 28, 1)
     assert data.test.x.shape == (10000, 28, 28, 1)
     assert data.train.x.dtype == np.uint8
@@ -391,11 +393,11 @@ def test_real_mnist(tmp_path, name):
 def test_real_cifar10_tarball(tmp_path):
     if not (SHARED_DATA / "cifar10-jpg.tar.gz").is_file():
         pytest.skip(f"no real data at {SHARED_DATA / 'cifar10-jpg.tar.gz'}")
-    data = load("cifar10", SHARED_DATA, tmp_path, download=False)
+    data = load_dataset("cifar10", SHARED_DATA, tmp_path, download=False)
     assert data.train.x.shape == (50000, 32, 32, 3)
     assert data.test.x.shape == (10000, 32, 32, 3)
     assert data.train.x.dtype == np.uint8
-    assert data.classes == list(datasets.CIFAR10_CLASSES)
+    assert data.classes == list(CIFAR10_CLASSES)
     for split in (data.train, data.test):
         assert split.y.min() == 0 and split.y.max() == 9
         assert (np.bincount(split.y) == len(split.y) // 10).all()

@@ -19,10 +19,10 @@ from conftest import fast_overrides, patch_dataset_load, run_cli, summaries
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from ablate.augment import BatchAugment
 from ablate.config import CONF_DIR
-from ablate.datamodule import DeviceBatches, ImageDataModule
-from ablate.device_aug import (
+from ablate.data.augment import BatchAugment
+from ablate.data.datamodule import DeviceBatches, ImageDataModule
+from ablate.data.device_aug import (
     DeviceAugment,
     Erase,
     NoDeviceEquivalent,
@@ -58,7 +58,7 @@ def aug_cfg(preset: str, h: int, w: int) -> dict:
 
 def both_paths(preset: str, family: str, images: np.ndarray) -> dict[str, np.ndarray]:
     """The same uint8 (N, H, W, C) images through the albumentations pipeline and the device ops."""
-    from ablate.augment import build_augment
+    from ablate.data.augment import build_augment
 
     h, w = images.shape[1:3]
     cpu = build_augment(aug_cfg(preset, h, w), family, seed=0)(images)

@@ -18,16 +18,11 @@ from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ablate.diagnostics import (
-    ActivationStats,
-    GradientHealth,
-    LandscapeProbe,
-    dead_fraction,
-    probe,
-    tensor_stats,
-)
+from ablate.diagnostics.activations import ActivationStats, dead_fraction, tensor_stats
+from ablate.diagnostics.gradients import GradientHealth
+from ablate.diagnostics.landscape import LandscapeProbe, probe
 from ablate.module import Classifier
-from ablate.norm import NoisyShift, batch_noisy
+from ablate.techniques.norm import NoisyShift, batch_noisy
 
 
 class Capture(Logger):

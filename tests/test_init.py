@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from ablate import init
-from ablate.models import CNN
+from ablate.models.cnn import CNN
+from ablate.techniques import init
 
 
 def _std(fn, shape, activation="relu", **kw):

@@ -2,8 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from ablate.models import CNN, PlainDeep
-from ablate.norm import batch, group, none
+from ablate.models.cnn import CNN
+from ablate.models.plain_deep import PlainDeep
+from ablate.techniques.norm import batch, group, none
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 45, 60)])
@@ -33,7 +34,7 @@ def test_norm_layers_appear_in_every_block():
 
 
 def test_head_norm_normalizes_the_hidden_layer_per_feature():
-    from ablate.norm import instance
+    from ablate.techniques.norm import instance
 
     x = torch.randn(16, 1, 28, 28)
     net = CNN(1, 10, (28, 28), channels=[4], hidden=8, norm=batch(), head_norm=True).train()

@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ablate import norm
-from ablate.models import conv_block
+from ablate.models.blocks import conv_block
+from ablate.techniques import norm
 
 
 def test_batchnorm_normalizes_per_channel_in_training():

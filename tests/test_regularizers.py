@@ -2,10 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from ablate.models import CNN
+from ablate.models.cnn import CNN
 from ablate.module import Classifier
-from ablate.norm import batch
-from ablate.regularizers import penalty, split_decay
+from ablate.techniques.norm import batch
+from ablate.techniques.reg import penalty, split_decay
 
 
 def _known_model():

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, fast_overrides, run_cli
+from conftest import REPO, fast_overrides, load_dataset, locate_dataset, patch_read, run_cli
 
-from ablate import datasets
-from ablate.datasets import DatasetCorruptError, DatasetNotFoundError, load, locate
+from ablate.data import cache as dataset_cache
+from ablate.data.decode import DatasetCorruptError, DatasetNotFoundError, ImageData
+from ablate.data.sources import source
 
 RAW = Path("MNIST") / "raw"
 TRAIN_IMAGES = 600 * 28 * 28 + 16  # bytes of the toy train-images-idx3-ubyte in conftest
@@ -40,20 +41,20 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-def arrays_of(data: datasets.ImageData) -> list[np.ndarray]:
+def arrays_of(data: ImageData) -> list[np.ndarray]:
     return [data.train.x, data.train.y, data.test.x, data.test.y]
 
 
 def count_decodes(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
-    """Wrap LOADERS[name] so that each decode appends to the returned list."""
+    """Wrap the source's read so that each decode appends to the returned list."""
     calls: list[str] = []
-    real = datasets.LOADERS[name]
+    real = source(name).read
 
     def counted(*args, **kwargs):
         calls.append(name)
         return real(*args, **kwargs)
 
-    monkeypatch.setitem(datasets.LOADERS, name, counted)
+    patch_read(monkeypatch, name, counted)
     return calls
 
 
@@ -111,8 +112,8 @@ def test_damaged_idx_is_reported_with_file_sizes_and_fix(fault, data_root, tmp_p
     before = snapshot(root)
 
     for call in (
-        lambda: locate("mnist", root, download=True),  # what the CLI's config check runs
-        lambda: load("mnist", root, tmp_path / "cache", download=True),
+        lambda: locate_dataset("mnist", root, download=True),  # what the CLI's config check runs
+        lambda: load_dataset("mnist", root, tmp_path / "cache", download=True),
     ):
         with pytest.raises(DatasetCorruptError) as err:
             call()
@@ -177,7 +178,9 @@ def test_corrupt_image_names_the_file_and_the_fix(dataset, damage, data_root, tm
     damaged = bad.read_bytes()
 
     with pytest.raises(DatasetCorruptError) as err:
-        load(dataset, root, tmp_path / "cache", download=False, channels=3, image_size=(32, 32))
+        load_dataset(
+            dataset, root, tmp_path / "cache", download=False, channels=3, image_size=(32, 32)
+        )
     message = str(err.value)
     assert f"Cannot read image {bad.resolve()}" in message
     assert "corrupt or truncated" in message and "delete that file or replace it" in message
@@ -201,7 +204,7 @@ def test_corrupt_member_of_cifar_tarball(data_root, tmp_path):
     root = tmp_path / "data"
     tarball = make_tarball(data_root / "cifar10-jpg", root, bad_member=b"\xff\xd8\xff garbage")
     with pytest.raises(DatasetCorruptError) as err:
-        load("cifar10", root, tmp_path / "cache", download=False)
+        load_dataset("cifar10", root, tmp_path / "cache", download=False)
     message = str(err.value)
     assert f"{tarball.resolve()}:cifar10-jpg/train/bird/zz_bad.jpg" in message
     assert "download cifar10-jpg.tar.gz again or replace it" in message
@@ -212,7 +215,7 @@ def test_truncated_cifar_tarball(data_root, tmp_path):
     tarball = make_tarball(data_root / "cifar10-jpg", root)
     tarball.write_bytes(tarball.read_bytes()[: tarball.stat().st_size // 2])
     with pytest.raises(DatasetCorruptError) as err:
-        load("cifar10", root, tmp_path / "cache", download=False)
+        load_dataset("cifar10", root, tmp_path / "cache", download=False)
     message = str(err.value)
     assert f"Cannot read archive {tarball.resolve()}: it is truncated or corrupt" in message
     assert "download cifar10-jpg.tar.gz again" in message
@@ -246,11 +249,11 @@ def entry_of(cache: Path) -> Path:
 
 def test_cache_records_size_and_checksum_of_each_array(data_root, tmp_path):
     cache = tmp_path / "cache"
-    load("mnist", data_root, cache)
+    load_dataset("mnist", data_root, cache)
     entry = entry_of(cache)
     meta = json.loads((entry / "classes.json").read_text())
-    assert meta["cache_version"] == datasets.CACHE_VERSION
-    assert sorted(meta["arrays"]) == sorted(datasets._ARRAYS)
+    assert meta["cache_version"] == dataset_cache.CACHE_VERSION
+    assert sorted(meta["arrays"]) == sorted(dataset_cache._ARRAYS)
     for key, check in meta["arrays"].items():
         file = entry / f"{key}.npy"
         assert check["bytes"] == file.stat().st_size
@@ -288,7 +291,7 @@ CACHE_FAULTS = {
     "meta_missing": (lambda e: (e / "classes.json").unlink(), "incomplete (no classes.json"),
     "wrong_version": (
         _edit_meta(lambda m: m.update(cache_version="0")),
-        f"cache version '0', expected {datasets.CACHE_VERSION!r}",
+        f"cache version '0', expected {dataset_cache.CACHE_VERSION!r}",
     ),
     "older_format": (
         _edit_meta(lambda m: [m.pop("cache_version"), m.pop("arrays")]),
@@ -308,13 +311,13 @@ def test_stale_or_corrupt_cache_is_rebuilt_with_a_warning(
     inject, reason = CACHE_FAULTS[fault]
     cache = tmp_path / "cache"
     decodes = count_decodes(monkeypatch, "mnist")
-    expected = arrays_of(load("mnist", data_root, cache))
+    expected = arrays_of(load_dataset("mnist", data_root, cache))
     source = snapshot(data_root)
     entry = entry_of(cache)
     inject(entry)
 
-    with caplog.at_level(logging.INFO, logger="ablate.datasets"):
-        rebuilt = load("mnist", data_root, cache)
+    with caplog.at_level(logging.INFO, logger="ablate.data.cache"):
+        rebuilt = load_dataset("mnist", data_root, cache)
     for got, want in zip(arrays_of(rebuilt), expected, strict=True):
         np.testing.assert_array_equal(got, want)
     assert len(decodes) == 2, "decoded again from the source"
@@ -323,7 +326,9 @@ def test_stale_or_corrupt_cache_is_rebuilt_with_a_warning(
     assert reason in warnings[0], warnings[0]
 
     caplog.clear()
-    again = load("mnist", data_root, cache)  # the rebuilt entry verifies: no decode, no warning
+    again = load_dataset(
+        "mnist", data_root, cache
+    )  # the rebuilt entry verifies: no decode, no warning
     assert len(decodes) == 2 and not caplog.records
     np.testing.assert_array_equal(again.train.x, expected[0])
     assert entry_of(cache) == entry
@@ -331,8 +336,8 @@ def test_stale_or_corrupt_cache_is_rebuilt_with_a_warning(
 
 
 def test_absent_cache_is_built_without_a_warning(data_root, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="ablate.datasets"):
-        load("mnist", data_root, tmp_path / "cache")
+    with caplog.at_level(logging.WARNING, logger="ablate.data.cache"):
+        load_dataset("mnist", data_root, tmp_path / "cache")
     assert not caplog.records
 
 
@@ -343,12 +348,13 @@ CHILD = textwrap.dedent(
     import hashlib, logging, sys, time
     from pathlib import Path
 
-    from ablate import datasets
+    from ablate.data import cache
+    from ablate.data.sources.mnist import MNIST
 
-    root, cache, work, me = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+    root, cache_dir, work, me = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
     log_file = work / f"log-{me}.txt"
     logging.basicConfig(filename=log_file, level=logging.INFO, format="%(message)s", force=True)
-    real = datasets.LOADERS["mnist"]
+    real = MNIST.read
 
 
     def other_is_waiting():
@@ -366,11 +372,11 @@ CHILD = textwrap.dedent(
         return real(*args, **kwargs)
 
 
-    datasets.LOADERS["mnist"] = decode
+    MNIST.read = classmethod(lambda cls, *a, **k: decode(*a, **k))
     (work / f"ready-{me}").touch()
     while not (work / "go").exists():
         time.sleep(0.01)
-    data = datasets.load("mnist", root, cache, download=False)
+    data = cache.load("mnist", MNIST.read, root, cache_dir, download=False)
     arrays = (data.train.x, data.train.y, data.test.x, data.test.y)
     print(hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest())
     """
@@ -407,7 +413,7 @@ def test_two_processes_share_one_decode(data_root, tmp_path):
         assert p.returncode == 0, err[-3000:]
 
     digests = [out.strip() for out, _ in outputs]
-    data = load("mnist", data_root, tmp_path / "reference-cache")
+    data = load_dataset("mnist", data_root, tmp_path / "reference-cache")
     expected = hashlib.sha256(b"".join(a.tobytes() for a in arrays_of(data))).hexdigest()
     assert digests == [expected, expected]
     assert len((work / "decodes.txt").read_text().split()) == 1, "decoded once, not twice"

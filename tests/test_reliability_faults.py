@@ -25,15 +25,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 from submitit.core.job_environment import SignalHandler
 
-from ablate import preemption
-from ablate.faults import (
-    FaultInjection,
-    SaveOnInterrupt,
-    fault_applies,
-    injected_faults,
-    parse_fault,
-)
-from ablate.summary import OOM_HINT, WORKER_DEATH_HINT, failure_hint
+from ablate.run import preemption
+from ablate.run.checkpoint import SaveOnInterrupt
+from ablate.run.summary import OOM_HINT, WORKER_DEATH_HINT, failure_hint
+from ablate.testing.faults import FaultInjection, fault_applies, injected_faults, parse_fault
 
 TINY = [
     "data.train_subset=192",  # 6 steps of 32
@@ -167,10 +162,10 @@ def test_fault_spec_targets_one_cell_and_malformed_specs_are_refused(monkeypatch
         ("norm._target_", "a.b=c"),  # the value is everything after the first '='
     )
     cfg = OmegaConf.create(
-        {"seed": 1, "norm": {"_target_": "ablate.norm.Batch"}, "x": None, "b": True}
+        {"seed": 1, "norm": {"_target_": "ablate.techniques.norm.Batch"}, "x": None, "b": True}
     )
     assert fault_applies(("seed", "1"), cfg) and not fault_applies(("seed", "0"), cfg)
-    assert fault_applies(("norm._target_", "ablate.norm.Batch"), cfg)
+    assert fault_applies(("norm._target_", "ablate.techniques.norm.Batch"), cfg)
     assert fault_applies(("x", "null"), cfg) and fault_applies(("b", "true"), cfg)
     assert fault_applies(None, cfg) and fault_applies(None, None)
     with pytest.raises(

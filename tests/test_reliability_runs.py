@@ -17,7 +17,7 @@ import torch
 from conftest import REPO, fast_overrides, run_cli, summaries
 from filelock import FileLock
 
-from ablate.faults import AtomicCheckpointIO
+from ablate.run.checkpoint import AtomicCheckpointIO
 
 TINY = [
     "data.train_subset=192",
@@ -175,7 +175,7 @@ def test_atomic_checkpoint_write_survives_an_error_and_a_kill_mid_write(tmp_path
 
     writer = textwrap.dedent(f"""
         import time
-        from ablate.atomic import write_atomic
+        from ablate.run.atomic import write_atomic
         def slow(f):
             for _ in range(1000):
                 f.write(b"x" * 65536); f.flush(); time.sleep(0.01)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ablate import schedulers
+from ablate.techniques import scheduler as schedulers
 
 
 def _opt(lr=0.1):

@@ -14,9 +14,9 @@ from hydra.core.hydra_config import HydraConfig
 from torch import nn
 
 from ablate.config import CONF_DIR
-from ablate.models import CNN
+from ablate.models.cnn import CNN
 from ablate.module import Classifier
-from ablate.norm import batch
+from ablate.techniques.norm import batch
 from ablate.validate import value_problems
 
 SPEEDRUNS = ["speedrun_mnist", "speedrun_cifar10"]

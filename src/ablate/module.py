@@ -13,7 +13,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from ablate.regularizers import penalty, split_decay
+from ablate.techniques.reg import penalty, split_decay
 
 log = logging.getLogger(__name__)
 

@@ -19,18 +19,21 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from ablate import diagnostics, preemption
-from ablate.callbacks import mark_run_start
 from ablate.config import CONF_DIR, SWEPT_ENV, cli_swept_keys
-from ablate.datasets import DatasetNotFoundError
-from ablate.faults import EXIT_INTERRUPTED, AtomicCheckpointIO, injected_faults
-from ablate.instantiate import build_loggers_and_callbacks
+from ablate.data.decode import DatasetNotFoundError
+from ablate.diagnostics.base import collect as collect_diagnostics
+from ablate.diagnostics.monitors import mark_run_start
 from ablate.models import build_model
 from ablate.module import Classifier
-from ablate.results import best_checkpoint, final_metrics, log_hparams
-from ablate.runs import claimed, config_hash, previous_run, read_summary
-from ablate.summary import RunSummary
-from ablate.threads import set_threads
+from ablate.run import preemption
+from ablate.run.checkpoint import EXIT_INTERRUPTED, AtomicCheckpointIO
+from ablate.run.identity import config_hash, previous_run, read_summary
+from ablate.run.lock import run_lock
+from ablate.run.loggers import build_loggers_and_callbacks
+from ablate.run.results import best_checkpoint, final_metrics, log_hparams
+from ablate.run.summary import RunSummary
+from ablate.run.threads import set_threads
+from ablate.testing.faults import injected_faults
 from ablate.validate import ConfigError, config_problems, fail, preflight
 
 log = logging.getLogger(__name__)
@@ -45,7 +48,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     cfg_hash = config_hash(cfg)
     with ExitStack() as held:
         try:
-            held.enter_context(claimed(run_dir))  # one process per run directory
+            held.enter_context(run_lock(run_dir))  # one process per run directory
             previous = previous_run(run_dir, cfg_hash, resume=cfg.resume)
         except ValueError as e:
             fail([str(e)])
@@ -101,7 +104,7 @@ def _fit_and_test(
         if resume:
             log.info("resuming the interrupted run from %s", resume)
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
-        diag_metrics, diag_series = diagnostics.collect(callbacks)
+        diag_metrics, diag_series = collect_diagnostics(callbacks)
         metrics = final_metrics({**trainer.callback_metrics, **diag_metrics})
         status = "completed"
         if model.diverged_at_step is not None:  # no test: the weights are not a trained model

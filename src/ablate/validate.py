@@ -13,14 +13,15 @@ from pathlib import Path
 import lightning as L
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from ablate import datasets
 from ablate.config import CONF_DIR
-from ablate.init import GAINS
-from ablate.models import ACTIVATIONS
-from ablate.norm import PLACEMENTS
-from ablate.runs import same_overrides_problems
+from ablate.data.decode import DatasetNotFoundError
+from ablate.models.blocks import ACTIVATIONS
+from ablate.run.identity import same_overrides_problems
+from ablate.techniques.init import GAINS
+from ablate.techniques.norm import PLACEMENTS
 
 EXIT_BAD_CONFIG = 2
 # Groups whose keys must match the chosen option file exactly (trainer/logger/callbacks are open-ended).
@@ -84,7 +85,6 @@ RULES: dict[str, Callable[[str, object], str | None]] = {
     "data.eval_train_max": _rule(
         lambda v: v is None or (_is_int(v) and v >= 0), "null or an integer >= 0"
     ),
-    "data.dataset": one_of(set(datasets.LOADERS)),
     "reg.l1": non_negative,
     "reg.l2": non_negative,
     "reg.weight_decay": non_negative,
@@ -195,8 +195,9 @@ def value_problems(cfg: DictConfig) -> list[str]:
 def data_problems(cfg: DictConfig) -> list[str]:
     """Missing dataset files (a cheap existence check; nothing is decoded)."""
     try:
-        datasets.locate(cfg.data.dataset, cfg.data.root, download=cfg.data.download)
-    except datasets.DatasetNotFoundError as e:
+        source = get_class(cfg.data._target_)
+        source.locate(Path(cfg.data.root).expanduser().resolve(), download=cfg.data.download)
+    except DatasetNotFoundError as e:
         return [" ".join(str(e).split())]
     return []
 

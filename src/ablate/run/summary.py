@@ -18,9 +18,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.atomic import write_bytes_atomic
 from ablate.config import REPO_ROOT, swept_keys
-from ablate.runs import secondary_rank
+from ablate.run.atomic import write_bytes_atomic
+from ablate.run.identity import secondary_rank
 
 log = logging.getLogger(__name__)
 

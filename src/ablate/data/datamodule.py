@@ -2,11 +2,11 @@
 
 Two data paths give the same batches (eval) or batches from the same distribution (train):
 - CPU (`data.on_device=false`, the default on CPU): a DataLoader slices numpy arrays and runs the
-  albumentations pipeline image by image (`ablate.augment`), optionally in worker processes.
+  albumentations pipeline image by image (`ablate.data.augment`), optionally in worker processes.
 - device (`data.on_device=true`, the default on a GPU): the uint8 splits live on the training device,
-  batches are sliced there by index and augmented batched (`ablate.device_aug`), in the manner of
+  batches are sliced there by index and augmented batched (`ablate.data.device_aug`), in the manner of
   airbench. Presets with an op that has no batched version fall back to the CPU path (auto) or are
-  a config error (`true`); the table of which preset runs where is in `ablate.device_aug`.
+  a config error (`true`); the table of which preset runs where is in `ablate.data.device_aug`.
 Both shard batches over DDP ranks the way DistributedSampler does (rank r takes every world-th
 image of one permutation shared by all ranks), so a DDP step sees the same images as one process
 with batch size `devices * data.batch_size`.
@@ -15,178 +15,31 @@ with batch size `devices * data.batch_size`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import lightning as L
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
-from ablate import datasets
-from ablate.augment import BatchAugment, build_augment
-from ablate.device_aug import DeviceAugment, NoDeviceEquivalent, build_device_augment, generator
-from ablate.resume import ResumableLoader
+from ablate.data import cache
+from ablate.data.augment import BatchAugment, build_augment
+from ablate.data.decode import ImageData, Size
+from ablate.data.device_aug import (
+    DeviceAugment,
+    NoDeviceEquivalent,
+    build_device_augment,
+    generator,
+)
+from ablate.data.loaders import BatchDataset, DeviceBatches, ShardedBatchSampler, stratified_pick
+from ablate.run.resume import ResumableLoader
 
 log = logging.getLogger(__name__)
 
 
-def stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of n items of y, each class represented in proportion to its frequency (largest remainder)."""
-    classes, counts = np.unique(y, return_counts=True)
-    quota = counts * n / len(y)
-    take = np.floor(quota).astype(int)
-    short = n - take.sum()
-    take[np.argsort(-(quota - take), kind="stable")[:short]] += 1
-    picked = [
-        rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take, strict=True)
-    ]
-    return np.sort(np.concatenate(picked))
-
-
-class SeededBatch(NamedTuple):
-    """A training batch's indices and the seed its augmentation draws from."""
-
-    indices: list[int]
-    seed: int
-
-
-def batch_seed(seed: int, epoch: int, rank: int, number: int) -> int:
-    """The augmentation seed of batch `number` of `epoch` on `rank`: a pure function of the four."""
-    return int(np.random.SeedSequence([seed, epoch, rank, number]).generate_state(1)[0])
-
-
-class BatchDataset(Dataset):
-    """Uint8 images (N, H, W, C) and labels, indexed a whole batch at a time, augmented on the fly."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, augment: BatchAugment | None = None) -> None:
-        self.x, self.y, self.augment = x, torch.from_numpy(y), augment
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, idx: list[int] | SeededBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        seed = None
-        if isinstance(idx, SeededBatch):
-            idx, seed = idx.indices, idx.seed
-        idx = np.asarray(idx)
-        images = self.x[idx]
-        if self.augment is not None:
-            if seed is not None:
-                # Every batch draws from its own seed: the same augmentation whichever worker
-                # process makes it, with any num_workers, and after resuming mid-epoch.
-                self.augment.reseed(seed)
-            images = self.augment(images)
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-        return x, self.y[idx]
-
-
-def shard(order: Sequence[int], rank: int, world: int, pad: bool) -> Sequence[int]:
-    """This rank's share of `order`: every world-th item from `rank` (DistributedSampler's split).
-
-    pad=True repeats the first items so every rank gets the same count (training: DDP needs the same
-    number of steps on every rank); eval leaves it uneven so each image is scored exactly once.
-    """
-    if world == 1:
-        return order
-    if pad and len(order) % world:
-        extra = order[: world - len(order) % world]
-        order = torch.cat([order, extra]) if torch.is_tensor(order) else [*order, *extra]
-    return order[rank::world]
-
-
-class ShardedBatchSampler(Sampler[list[int]]):
-    """Batches of this rank's share of the base sampler's order (BatchSampler when world=1)."""
-
-    def __init__(
-        self,
-        base: Sampler[int],
-        batch_size: int,
-        rank: int = 0,
-        world: int = 1,
-        pad: bool = False,
-        seed: int | None = None,
-        epoch: Callable[[], int] | None = None,
-    ) -> None:
-        """With `seed`, batches come as SeededBatch, seeded from (seed, epoch, rank, batch number);
-        `epoch` says which epoch it is (default: count the passes over the sampler)."""
-        self.base, self.batch_size, self.rank, self.world, self.pad = (
-            base,
-            batch_size,
-            rank,
-            world,
-            pad,
-        )
-        self.seed, self._epoch_source, self._passes = seed, epoch, 0
-
-    def __iter__(self) -> Iterator[list[int] | SeededBatch]:
-        order = shard(list(self.base), self.rank, self.world, self.pad)
-        epoch = self._epoch_source() if self._epoch_source else self._passes
-        self._passes += 1
-        for number, i in enumerate(range(0, len(order), self.batch_size)):
-            batch = order[i : i + self.batch_size]
-            if self.seed is None:
-                yield batch
-            else:
-                yield SeededBatch(batch, batch_seed(self.seed, epoch, self.rank, number))
-
-    def __len__(self) -> int:
-        n = len(shard(range(len(self.base)), self.rank, self.world, self.pad))
-        return -(-n // self.batch_size)
-
-
-class DeviceBatches:
-    """Batches sliced by index from uint8 (N, C, H, W) images on one device and augmented there.
-
-    Shuffling and augmentation draw from generators on that device seeded from (seed, epoch) and
-    (seed, epoch, rank): an epoch's batches are reproducible given the seed, also after resuming.
-    """
-
-    def __init__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        batch_size: int,
-        shuffle: bool,
-        seed: int,
-        augment: DeviceAugment | None = None,
-        rank: int = 0,
-        world: int = 1,
-        epoch: Callable[[], int] | None = None,
-    ) -> None:
-        self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
-        self.augment, self.rank, self.world = augment, rank, world
-        self._epoch_source = epoch
-        self._iterations = 0  # the epoch when no trainer says which one it is
-
-    def __len__(self) -> int:
-        n = len(shard(range(len(self.y)), self.rank, self.world, pad=self.shuffle))
-        return -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        epoch = self._epoch_source() if self._epoch_source else self._iterations
-        self._iterations += 1
-        device = self.x.device
-        if (
-            self.shuffle
-        ):  # the same permutation on every rank: only the augmentation differs by rank
-            order = torch.randperm(
-                len(self.y), generator=generator(device, self.seed, epoch, 0), device=device
-            )
-        else:
-            order = torch.arange(len(self.y), device=device)
-        order = shard(order, self.rank, self.world, pad=self.shuffle)
-        g = generator(device, self.seed, epoch, 1, self.rank) if self.augment else None
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i : i + self.batch_size]
-            x = self.x[idx]
-            yield (self.augment(x, g) if self.augment else x), self.y[idx]
-
-
 class ImageDataModule(L.LightningDataModule):
-    """One dataset from `ablate.datasets`, split into train/val (seeded) plus the official test split."""
+    """A dataset split into train/val (seeded) plus the official test split; a source subclass reads it."""
 
     def __init__(
         self,
@@ -245,14 +98,26 @@ class ImageDataModule(L.LightningDataModule):
         self.std = torch.ones(channels)
         self._splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of a batch element."""
-        return (self.channels, *self.image_size)
+    @classmethod
+    def locate(cls, root: Path, *, download: bool) -> None:
+        """Raise DatasetNotFoundError unless the files are under root (or downloadable); decodes nothing."""
+        raise NotImplementedError(
+            f"{cls.__name__} is not a data source: use one of ablate.data.sources"
+        )
 
-    def _load(self) -> datasets.ImageData:
-        return datasets.load(
+    @classmethod
+    def read(
+        cls, root: Path, *, download: bool, channels: int | None, image_size: Size | None
+    ) -> ImageData:
+        """Decode the train and test splits from root (called on a cache miss only)."""
+        raise NotImplementedError(
+            f"{cls.__name__} is not a data source: use one of ablate.data.sources"
+        )
+
+    def _load(self) -> ImageData:
+        return cache.load(
             self.dataset,
+            type(self).read,
             Path(self.root),
             Path(self.cache_dir),
             download=self.download,

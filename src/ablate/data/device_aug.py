@@ -1,6 +1,6 @@
 """Batched augmentation of uint8 (N, C, H, W) tensors on the training device, mirroring albumentations ops.
 
-The albumentations pipeline (`ablate.augment`) is the reference; an op runs here only if its batched
+The albumentations pipeline (`ablate.data.augment`) is the reference; an op runs here only if its batched
 version draws from the same distribution with the same pixel semantics (checked in
 tests/test_device_path.py). Each op draws per-image parameters from one `torch.Generator` on the
 batch's device, so a batch is reproducible given the generator's seed.
@@ -37,7 +37,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A  # noqa: E402
 
-from ablate.augment import build_augment  # noqa: E402
+from ablate.data.augment import build_augment  # noqa: E402
 
 # OpenCV border codes albumentations uses -> how a Shift fills the uncovered border.
 BORDERS = {

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
 import shutil
-import sys
 import time
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from filelock import FileLock, Timeout
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+from ablate.run.lock import RUN_LOCK, secondary_rank
 
 log = logging.getLogger(__name__)
 
 FINISHED = ("completed", "diverged")  # re-running these would only repeat the same result
 RESUME_MODES = ("auto", "fresh")
 NOT_IDENTITY = ("resume",)  # keys that say how to start a run, not what the run is
-RUN_LOCK, SWEEP_LOCK = ".run.lock", ".sweep.lock"
 EXIT_IN_USE = 2
 EXIT_SWEEP_FAILED = 1
 
@@ -130,36 +124,6 @@ def move_aside(run_dir: str | Path) -> Path | None:
     return aside
 
 
-def secondary_rank() -> bool:
-    """Whether this process is a DDP rank other than 0 (Lightning re-runs the CLI for each one)."""
-    return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
-
-
-@contextlib.contextmanager
-def claimed(run_dir: str | Path) -> Iterator[None]:
-    """Hold run_dir's lock file for the duration; ValueError if another process holds it.
-
-    DDP ranks > 0 share rank 0's run directory and claim: they take no lock.
-    """
-    if secondary_rank():
-        yield
-        return
-    path = Path(run_dir) / RUN_LOCK
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(path, timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise ValueError(
-            f"{run_dir} is in use by another process (it holds {path}): wait for that run to end, "
-            "or pick another hydra.run.dir / hydra.sweep.dir"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def same_overrides_problems(run_dir: str | Path, overrides: list[str]) -> list[str]:
     """Refuse an explicit run dir holding a run launched with other overrides (checked before Hydra writes)."""
     summary = read_summary(run_dir)
@@ -172,51 +136,3 @@ def same_overrides_problems(run_dir: str | Path, overrides: list[str]) -> list[s
         f"{run_dir} already holds a run with other overrides ({' '.join(summary.get('overrides', [])) or 'none'}): "
         "pick a new hydra.run.dir, or move that run away"
     ]
-
-
-class SweepGuard(Callback):
-    """Hydra callback: one sweep per sweep dir at a time, and an exit code that counts failed runs."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.lock = None
-        if secondary_rank():  # a DDP rank re-running the sweep's command inside rank 0's sweep
-            return
-        self.sweep_dir = Path(config.hydra.sweep.dir)
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        self.lock = FileLock(self.sweep_dir / SWEEP_LOCK, timeout=0)
-        try:
-            self.lock.acquire()
-        except Timeout:
-            print(
-                f"error: another sweep is running in {self.sweep_dir} (it holds "
-                f"{self.sweep_dir / SWEEP_LOCK}): wait for it to end, or pick another hydra.sweep.dir",
-                file=sys.stderr,
-            )
-            raise SystemExit(EXIT_IN_USE) from None
-        self.before = _job_stamps(self.sweep_dir)
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Launchers that pickle the job (joblib) take this callback along; the lock stays here.
-        return {**self.__dict__, "lock": None}
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.lock is None:
-            return
-        self.lock.release()
-        # This sweep's runs: those whose .hydra/ Hydra (re)wrote, whichever launcher ran them.
-        runs = sorted(d for d, t in _job_stamps(self.sweep_dir).items() if self.before.get(d) != t)
-        failed = [d for d in runs if (read_summary(d) or {}).get("status") in (None, "failed")]
-        if failed:
-            names = ", ".join(str(d.relative_to(self.sweep_dir)) for d in failed)
-            print(
-                f"error: {len(failed)} of {len(runs)} runs failed: {names} "
-                f"(in {self.sweep_dir}; each summary.json has the error and traceback)",
-                file=sys.stderr,
-            )
-            raise SystemExit(EXIT_SWEEP_FAILED)
-
-
-def _job_stamps(sweep_dir: Path) -> dict[Path, int]:
-    """Run dir -> mtime of the .hydra/overrides.yaml Hydra writes at each job's start."""
-    found = sweep_dir.glob("**/.hydra/overrides.yaml")
-    return {p.parent.parent: p.stat().st_mtime_ns for p in found if ".old-" not in str(p)}

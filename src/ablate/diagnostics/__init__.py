@@ -1,0 +1,1 @@
+"""Diagnostics callbacks (conf/diagnostics, and the monitors of conf/callbacks)."""

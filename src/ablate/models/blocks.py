@@ -1,0 +1,73 @@
+"""Blocks the networks share: activations by name, the conv block, the head's normalized hidden layer."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ablate.techniques.norm import Norm
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "tanh": nn.Tanh,
+}
+
+
+def activation_layer(name: str) -> nn.Module:
+    """A fresh activation module by name."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"model.activation={name!r}: allowed values are {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def conv_block(
+    c_in: int,
+    c_out: int,
+    norm: Norm,
+    activation: str,
+    pool: bool,
+    dropout2d: float,
+    convs: int = 1,
+) -> nn.Sequential:
+    """`convs` x [conv 3x3, norm, activation] (norm before or after the activation), optional 2x2 max-pool, Dropout2d."""
+    # A norm with a learned shift right after the conv makes the conv bias redundant.
+    bias = norm.name == "none" or norm.placement == "after_act"
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers.append(nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=bias))
+        act_and_norm = [activation_layer(activation), norm(c_out)]
+        if norm.placement == "before_act":
+            act_and_norm.reverse()
+        layers += [m for m in act_and_norm if not isinstance(m, nn.Identity)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    if dropout2d > 0:
+        layers.append(nn.Dropout2d(dropout2d))
+    return nn.Sequential(*layers)
+
+
+class _AsMap(nn.Module):
+    """Applies a conv-block norm to (N, C) features as (N, C, 1, 1) maps (BatchNorm: per feature)."""
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x):
+        return self.norm(x[:, :, None, None]).flatten(1)
+
+
+def hidden_norm_and_activation(features: int, norm: Norm, activation: str) -> list[nn.Module]:
+    """[norm, activation] for the head's hidden layer, in the order norm.placement says."""
+    if norm.name == "none":
+        return [activation_layer(activation)]
+    if norm.name == "instance":
+        raise ValueError(
+            "model.head_norm=true with norm=instance: a feature vector has no spatial extent to "
+            "normalize over; use norm=batch, layer or group, or model.head_norm=false"
+        )
+    layers = [_AsMap(norm(features)), activation_layer(activation)]
+    return layers if norm.placement == "before_act" else layers[::-1]

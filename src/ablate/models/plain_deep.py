@@ -1,0 +1,44 @@
+"""`plain_deep` (conf/model/plain_deep.yaml): N identical 3x3 convs, no shortcuts (He et al. 2015)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ablate.models.blocks import conv_block
+from ablate.techniques.norm import Norm
+from ablate.techniques.norm import none as no_norm
+
+
+class PlainDeep(nn.Module):
+    """`depth` 3x3 conv layers of equal width without shortcuts (He et al. 2015's plain nets), GAP, linear."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        image_size: tuple[int, int],
+        depth: int = 20,
+        width: int = 16,
+        activation: str = "relu",
+        pool_stages: int = 2,
+        norm: Norm | None = None,
+        dropout: float = 0.0,
+        dropout2d: float = 0.0,
+    ) -> None:
+        super().__init__()
+        norm = norm or no_norm()
+        # Max-pool after evenly spaced layers so deep nets stay affordable on CPU.
+        pool_after = {round(depth * (k + 1) / (pool_stages + 1)) - 1 for k in range(pool_stages)}
+        layers, c_prev = [], in_channels
+        for i in range(depth):
+            layers.append(conv_block(c_prev, width, norm, activation, i in pool_after, dropout2d))
+            c_prev = width
+        self.features = nn.Sequential(*layers)
+        head: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        if dropout > 0:
+            head.append(nn.Dropout(dropout))
+        head.append(nn.Linear(width, num_classes))
+        self.head = nn.Sequential(*head)
+
+    def forward(self, x):
+        return self.head(self.features(x))
