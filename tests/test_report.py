@@ -207,8 +207,10 @@ def test_t_interval_edge_cases():
     assert report.mean_ci([5.0]).mean == 5.0
     assert report.mean_ci([float("nan")]).n == 0
     assert report.t975(30) == pytest.approx(2.042272, abs=1e-6)
-    assert report.t975(31) == pytest.approx(2.039513, abs=1e-5)  # expansion continues the table
-    assert report.t975(120) == pytest.approx(1.979930, abs=1e-5)
+    assert report.t975(31) == pytest.approx(2.039513, abs=1e-6)  # scipy.stats.t, any df
+    assert report.t975(120) == pytest.approx(1.979930, abs=1e-6)
+    with pytest.raises(ValueError):
+        report.t975(0)
 
 
 def test_mean_curve_interpolates_different_steps():
@@ -273,8 +275,11 @@ def test_verdicts(sweep_dir: Path):
     verdicts = {v.claim["text"]: v for v in (report.judge(c, sweep) for c in sweep.claims)}
     steps = verdicts[CLAIMS[0]["text"]]
     assert steps.verdict == "supported"
-    # no norm: 6 completed runs + the diverged one, counted at the step budget
-    assert steps.worse.n == 7 and steps.better.n == 5
+    # paired by seed and optim.lr: (0.01, seeds 0-1) and (0.1, seeds 0-2); seed 2 at lr 0.01 is
+    # still running for batch, seed 3 failed / corrupt for batch and missing for none
+    assert steps.comparison.pairing == "paired" and steps.comparison.n == 5
+    assert steps.worse.n == steps.better.n == 5 and steps.comparison.wins == 5
+    assert steps.comparison.mean > 0  # lower is better: positive = batch needs fewer steps
     assert (
         max(
             report.sample(
@@ -285,10 +290,16 @@ def test_verdicts(sweep_dir: Path):
         )
         == BUDGET
     )
-    assert verdicts[CLAIMS[1]["text"]].verdict == "not supported"
-    assert verdicts[CLAIMS[2]["text"]].verdict == "inconclusive"
+    wrong_way = verdicts[CLAIMS[1]["text"]]
+    assert wrong_way.verdict == "contradicted" and wrong_way.hi < 0
+    lr = verdicts[CLAIMS[2]["text"]]  # the generated accuracies do not depend on the lr
+    assert lr.verdict == "no effect" and -0.005 < lr.lo < lr.hi < 0.005
     where = verdicts[CLAIMS[3]["text"]]
     assert where.verdict == "supported" and (where.better.n, where.worse.n) == (3, 3)
+    tested = [v for v in verdicts.values() if v.comparison is not None]
+    assert len(tested) == 4 and all(
+        v.method == "paired t, Holm over 4 claims, single look" for v in tested
+    )
     empty = verdicts[CLAIMS[4]["text"]]
     assert empty.verdict == "inconclusive" and empty.better.n == 0
 
@@ -309,16 +320,22 @@ def test_summary_md(built: Path, sweep_dir: Path):
     assert "RuntimeError: boom" in md
     assert "## Results per cell" in md and "## Marginal effects" in md
     assert "## Pivot tables" in md and "norm \\ optim.lr" in md
-    assert md.count("- **supported**") == 2 and md.count("- **not supported**") == 1
-    assert md.count("- **inconclusive**") == 2
-    assert "diverged runs included" in md and "pooled" in md
+    assert md.count("- **supported**") == 2 and md.count("- **contradicted**") == 1
+    assert md.count("- **no effect**") == 1 and md.count("- **inconclusive**") == 1
+    assert "diverged runs included" in md and "paired by seed and `optim.lr` over 5 pairs" in md
+    # the claims table and forest plot come right after "What was run"
+    assert md.index("## What was run") < md.index("## Claims") < md.index("## Status")
+    assert md.index("](forest.png)") < md.index("| claim | difference [CI] | wins |")
+    assert md.count("](forest.png)") == 1
+    assert "| 5/5 |" in md and "| **contradicted** |" in md
     assert "not reached (0/" not in md  # every completed run reached the target
     for png in ("curves_val_acc.png", "curves_train_loss.png", "bar_norm.png", "bar_optim.lr.png"):
         assert f"]({png})" in md
 
 
 def test_plots_exist(built: Path):
-    for png in ("curves_val_acc.png", "curves_train_loss.png", "bar_norm.png", "bar_optim.lr.png"):
+    pngs = ("curves_val_acc.png", "curves_train_loss.png", "bar_norm.png", "bar_optim.lr.png")
+    for png in (*pngs, "forest.png"):
         data = (built / png).read_bytes()
         assert data.startswith(PNG) and len(data) > 1000
 

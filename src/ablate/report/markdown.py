@@ -1,22 +1,22 @@
-"""summary.md: what was run, status, per-cell, marginal and pivot tables, claims and plot links."""
+"""summary.md: what was run, claims (claims_section.py), status, per-cell, marginal and pivot tables, plots."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any
 
 from ablate.report.claims import Verdict
+from ablate.report.claims_section import fmt_verdict as fmt_verdict  # re-exported
+from ablate.report.claims_section import section_claims
+from ablate.report.forest import FOREST
 from ablate.report.runs import STEPS, TARGET_METRIC, Run, _is_number, _text
-from ablate.report.stats import Stat, mean_ci, sample
+from ablate.report.stats import mean_ci, sample
 from ablate.report.sweep import Sweep, _unique
 from ablate.report.tables import (
     _csv_value,
-    _digits,
     _first_line,
     _metrics_shown,
     fmt_metric,
-    fmt_stat,
     fmt_steps,
     md_table,
 )
@@ -234,46 +234,6 @@ def section_pivots(sweep: Sweep) -> str:
     return text + "\n"
 
 
-def fmt_verdict(v: Verdict) -> str:
-    """One verdict line with the numbers that decide it."""
-    c = v.claim
-    text = c.get("text") or "(claim without text)"
-    if "factor" not in c or "metric" not in c:
-        return f"- **{v.verdict}**: “{text}” — {v.reason}."
-    d = _digits(c["metric"])
-    where = c.get("where") or {}
-    scope = f" where {', '.join(f'{k}={_text(x)}' for k, x in where.items())}" if where else ""
-    higher = c.get("higher_is_better", c["metric"] != STEPS and "loss" not in c["metric"])
-
-    def side(value: Any, stat: Stat) -> str:
-        return f"{c['factor']}={_text(value)}: {fmt_stat(stat, d)} (n={stat.n})"
-
-    return (
-        f"- **{v.verdict}**: “{text}” — `{c['metric']}`{scope}, "
-        f"{side(c.get('better'), v.better)} vs {side(c.get('worse'), v.worse)}; "
-        f"{'higher' if higher else 'lower'} is better; {v.reason}."
-    )
-
-
-def section_claims(sweep: Sweep, verdicts: list[Verdict]) -> str:
-    """The rule, then one line per claim."""
-    if not verdicts:
-        return "## Claims\n\nNo claims were stated (config.report.claims is empty).\n"
-    rule = (
-        "Each claim compares the runs with `factor = better` against those with `factor = worse`, "
-        "restricted to `where`; runs are pooled over all other factors (each completed run is one "
-        "sample, seeds included). Verdict: **supported** if the 95% CIs of the two means do not "
-        "overlap and the difference is in the claimed direction, **not supported** if they do not "
-        "overlap and it is the other way, **inconclusive** if they overlap or a side has fewer "
-        "than 2 usable runs. For steps_to_target, runs that never reached the target — diverged "
-        f"runs included — count as {_csv_value(sweep.budget) or 'the step budget'} steps, the "
-        "longest training of the sweep, i.e. the worst outcome; failed and running runs are left "
-        "out. For val/acc_best, diverged runs count with the best validation accuracy they reached "
-        "before diverging; for other metrics only completed runs count.\n\n"
-    )
-    return "## Claims\n\n" + rule + "\n".join(fmt_verdict(v) for v in verdicts) + "\n"
-
-
 def section_plots(plots: list[str]) -> str:
     """Links to the PNGs."""
     if not plots:
@@ -286,11 +246,11 @@ def render_summary(sweep: Sweep, verdicts: list[Verdict], plots: list[str]) -> s
     sections = [
         f"# Ablation report: `{sweep.root}`\n\nPer-run values: [results.csv](results.csv).",
         section_what(sweep),
+        section_claims(sweep, verdicts, plots),  # first: what the sweep decided
         section_status(sweep),
         section_cells(sweep),
         section_marginals(sweep),
         section_pivots(sweep),
-        section_claims(sweep, verdicts),
-        section_plots(plots),
+        section_plots([p for p in plots if p != FOREST]),  # the forest plot is in Claims
     ]
     return "\n\n".join(s.strip() for s in sections if s) + "\n"

@@ -1,4 +1,4 @@
-"""PNG plots: learning curves per cell, test/acc bars per factor, landscape probes (matplotlib, Agg)."""
+"""PNG plots: claims forest, learning curves per cell, test/acc bars per factor, landscape (Agg)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ablate.report.forest import FOREST, write_forest
 from ablate.report.runs import TARGET_METRIC
 from ablate.report.stats import mean_ci, sample
 from ablate.report.sweep import Sweep
@@ -171,9 +172,11 @@ def _slug(name: str) -> str:
 
 def write_plots(out: Path, sweep: Sweep) -> list[str]:
     """Every plot there is data for; returns the file names written."""
-    for old in [*out.glob("curves_*.png"), *out.glob("bar_*.png"), *out.glob("landscape.png")]:
+    old_plots = [*out.glob("curves_*.png"), *out.glob("bar_*.png"), *out.glob("landscape.png")]
+    for old in [*old_plots, *out.glob(FOREST)]:
         old.unlink()  # a plot that has no data any more must not linger from an earlier report
-    written = [name for key, name in CURVES if plot_curves(sweep, key, out / name)]
+    written = [FOREST] if write_forest(out, sweep) else []
+    written += [name for key, name in CURVES if plot_curves(sweep, key, out / name)]
     if plot_landscape(sweep, out / "landscape.png"):
         written.append("landscape.png")
     for factor in sweep.factors:

@@ -1,4 +1,4 @@
-"""Statistics: Student-t quantiles, mean ± CI, steps-to-target and the samples claims compare."""
+"""Statistics: Student-t quantiles (scipy), mean ± CI, steps-to-target and the samples claims compare."""
 
 from __future__ import annotations
 
@@ -7,57 +7,21 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from scipy import stats
+
 from ablate.report.runs import STEPS, TARGET_METRIC, Run
 
-# t_{0.975, df} for df = 1..30 (two-sided 95%); larger df use the Cornish-Fisher expansion below.
-_T975 = (
-    12.7062047,
-    4.30265273,
-    3.18244631,
-    2.77644511,
-    2.57058184,
-    2.44691185,
-    2.36462425,
-    2.30600414,
-    2.26215716,
-    2.22813885,
-    2.20098516,
-    2.17881283,
-    2.16036866,
-    2.14478669,
-    2.13144955,
-    2.11990530,
-    2.10981558,
-    2.10092204,
-    2.09302405,
-    2.08596345,
-    2.07961384,
-    2.07387307,
-    2.06865761,
-    2.06389856,
-    2.05953855,
-    2.05552944,
-    2.05183052,
-    2.04840714,
-    2.04522964,
-    2.04227246,
-)
-_Z975 = 1.959963984540054
+
+def t975(df: float) -> float:
+    """Two-sided 95% Student-t quantile t_{0.975, df} (scipy.stats.t)."""
+    return t_quantile(0.95, df)
 
 
-def t975(df: int) -> float:
-    """Two-sided 95% Student-t quantile t_{0.975, df}."""
-    if df < 1:
+def t_quantile(confidence: float, df: float) -> float:
+    """Two-sided Student-t quantile t_{(1 + confidence) / 2, df} (scipy.stats.t)."""
+    if not df >= 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = _Z975  # error < 1e-5 for df > 30
-    return (
-        z
-        + (z**3 + z) / (4 * df)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
-    )
+    return float(stats.t.ppf((1 + confidence) / 2, df))
 
 
 @dataclass(frozen=True)

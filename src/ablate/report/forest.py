@@ -1,0 +1,82 @@
+"""forest.png: one row per tested claim, its signed difference with interval, ±margin and 0."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from ablate.report.claims import Verdict, judge_all
+from ablate.report.sweep import Sweep
+
+FOREST = "forest.png"
+COLORS = {
+    "supported": "tab:green",
+    "contradicted": "tab:red",
+    "no effect": "tab:blue",
+    "inconclusive": "tab:gray",
+}
+
+
+def _scale(verdicts: list[Verdict]) -> tuple[list[float], str, float]:
+    """One x unit for all rows: the metric's when claims share metric and margin, else margins."""
+    units = {(v.claim["metric"], v.margin) for v in verdicts}
+    if len(units) == 1:
+        metric, margin = units.pop()
+        return [1.0] * len(verdicts), f"difference in {metric} (positive = as claimed)", margin
+    return [1 / v.margin for v in verdicts], "difference / the claim's margin", 1.0
+
+
+def plot_forest(verdicts: list[Verdict], path: Path) -> bool:
+    """The forest plot of the claims that have a difference; False (no file) if none has."""
+    rows = [v for v in verdicts if v.comparison is not None and math.isfinite(v.lo)]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    factors, xlabel, band = _scale(rows)
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.7 * len(rows)))
+    y = np.arange(len(rows))[::-1]
+    ax.axvspan(-band, band, color="tab:blue", alpha=0.12, label="±margin (no effect)")
+    ax.axvline(0, color="black", lw=1)
+    for yi, v, f in zip(y, rows, factors, strict=True):
+        color = COLORS.get(v.verdict, "tab:gray")
+        lo95, hi95 = v.ci95
+        ax.plot([v.lo * f, v.hi * f], [yi, yi], color=color, lw=1)  # decision interval
+        ax.plot([lo95 * f, hi95 * f], [yi, yi], color=color, lw=4, solid_capstyle="butt")
+        ax.plot([v.comparison.mean * f], [yi], "o", color=color)
+        ax.annotate(
+            v.label, (1.01, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8,
+            color=color,
+        )  # fmt: skip
+    labels = [textwrap.shorten(v.claim.get("text") or "(claim)", 48) for v in rows]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_ylim(-0.8, len(rows) - 0.2)
+    ax.annotate(
+        "as claimed →", (1.0, 1.01), xycoords="axes fraction", ha="right", va="bottom", fontsize=8
+    )
+    ax.annotate(
+        "← the other way", (0.0, 1.01), xycoords="axes fraction", ha="left", va="bottom", fontsize=8
+    )
+    lim = max(
+        band * 1.5, *(max(abs(v.lo * f), abs(v.hi * f)) for v, f in zip(rows, factors, strict=True))
+    )
+    ax.set_xlim(-1.1 * lim, 1.1 * lim)
+    ax.set_xlabel(xlabel)
+    ax.set_title("Claims: mean difference, 95% CI (thick), decision interval (thin)", pad=16)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_forest(out: Path, sweep: Sweep) -> bool:
+    """forest.png of the sweep's claims (single look); False if no claim has a difference."""
+    return plot_forest(judge_all(sweep), out / FOREST)
