@@ -52,7 +52,15 @@ def one_run(option: str, args: argparse.Namespace, log_dir: str) -> tuple[float,
     dm = instantiate(cfg.data, aug=aug, seed=0, _recursive_=False)
     dm.prepare_data()
     dm.setup("fit")
-    net = build_model(cfg, dm.channels, dm.num_classes, dm.image_size)
+    net = build_model(
+        cfg.model,
+        cfg.norm,
+        cfg.reg,
+        cfg.init,
+        in_channels=dm.channels,
+        num_classes=dm.num_classes,
+        image_size=dm.image_size,
+    )
     model = Classifier(net, optimizer=instantiate(cfg.optim), num_classes=dm.num_classes)
     trainer = L.Trainer(
         accelerator="cpu", max_steps=args.steps, limit_val_batches=0, num_sanity_val_steps=0,

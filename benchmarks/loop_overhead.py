@@ -85,7 +85,19 @@ def plain_steps(
     """SGD steps of a bare PyTorch loop over `data`; images/s after `skip` warm-up steps."""
     torch.manual_seed(cfg.seed)
     shape = (cfg.data.channels, *cfg.data.image_size)
-    net = build_model(cfg, shape[0], cfg.data.num_classes, shape[1:]).to(device).train()
+    net = (
+        build_model(
+            cfg.model,
+            cfg.norm,
+            cfg.reg,
+            cfg.init,
+            in_channels=shape[0],
+            num_classes=cfg.data.num_classes,
+            image_size=shape[1:],
+        )
+        .to(device)
+        .train()
+    )
     opt = instantiate(cfg.optim)(params=net.parameters())
     sched = instantiate(cfg.scheduler)
     sched = sched(optimizer=opt, total_steps=steps) if sched else None
@@ -132,11 +144,18 @@ class _Clock(L.Callback):
 def ablate_steps(cfg: DictConfig, dm: ImageDataModule, steps: int, skip: int) -> float:
     """The same steps through Lightning's Trainer and ablate's Classifier; images/s."""
     torch.manual_seed(cfg.seed)
-    net = build_model(cfg, dm.channels, dm.num_classes, dm.image_size)
+    net = build_model(
+        cfg.model,
+        cfg.norm,
+        cfg.reg,
+        cfg.init,
+        in_channels=dm.channels,
+        num_classes=dm.num_classes,
+        image_size=dm.image_size,
+    )
     model = Classifier(
         net, optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler) or None,
-        num_classes=dm.num_classes, l1=cfg.reg.l1, l2=cfg.reg.l2,
-        weight_decay=cfg.reg.weight_decay,
+        num_classes=dm.num_classes, reg=instantiate(cfg.reg),
     )  # fmt: skip
     clock = _Clock(skip)
     trainer = L.Trainer(

@@ -68,7 +68,9 @@ def plain_loop(args) -> float:
     x = torch.from_numpy(data.train.x[:54000]).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(data.train.y[:54000])
     mean, std = float(np.mean(data.train.x) / 255), float(np.std(data.train.x / 255.0))
-    model = build_model(cfg, 1, 10, (28, 28)).train()
+    model = build_model(
+        cfg.model, cfg.norm, cfg.reg, cfg.init, in_channels=1, num_classes=10, image_size=(28, 28)
+    ).train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=0.9, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.optim.lr, total_steps=args.steps, pct_start=0.25

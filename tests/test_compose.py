@@ -54,13 +54,19 @@ def test_option_pair_composes_validates_and_steps(pair, hydra_ctx):
     if aug is not None:
         assert aug(images).shape == images.shape
     torch.manual_seed(0)
-    net = build_model(cfg, channels, cfg.data.num_classes, (h, w))
+    net = build_model(
+        cfg.model,
+        cfg.norm,
+        cfg.reg,
+        cfg.init,
+        in_channels=channels,
+        num_classes=cfg.data.num_classes,
+        image_size=(h, w),
+    )
     module = Classifier(
         net,
         optimizer=instantiate(cfg.optim),
-        l1=cfg.reg.l1,
-        l2=cfg.reg.l2,
-        weight_decay=cfg.reg.weight_decay,
+        reg=instantiate(cfg.reg),
     )
     module.log = lambda *a, **k: None
     optimizer = module.configure_optimizers()

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from ablate.config import CONF_DIR
 from ablate.data.augment import BatchAugment
-from ablate.data.datamodule import DeviceBatches, ImageDataModule
+from ablate.data.datamodule import ImageDataModule
 from ablate.data.device_aug import (
     DeviceAugment,
     Erase,
@@ -30,6 +30,7 @@ from ablate.data.device_aug import (
     device_ops,
     generator,
 )
+from ablate.data.loaders import DeviceBatches
 
 SIZE = {"digits": (28, 28, 1), "fashion": (28, 28, 1), "natural": (32, 32, 3)}
 # Where each preset runs (the table in src/ablate/device_aug.py).
@@ -352,8 +353,24 @@ def test_channels_last_keeps_the_outputs(data_root):
         plain_cfg = compose(config_name="train")
         cl_cfg = compose(config_name="train", overrides=["model.channels_last=true"])
     torch.manual_seed(0)
-    plain = build_model(plain_cfg, 1, 10, (28, 28)).eval()
-    cl = build_model(cl_cfg, 1, 10, (28, 28)).eval()
+    plain = build_model(
+        plain_cfg.model,
+        plain_cfg.norm,
+        plain_cfg.reg,
+        plain_cfg.init,
+        in_channels=1,
+        num_classes=10,
+        image_size=(28, 28),
+    ).eval()
+    cl = build_model(
+        cl_cfg.model,
+        cl_cfg.norm,
+        cl_cfg.reg,
+        cl_cfg.init,
+        in_channels=1,
+        num_classes=10,
+        image_size=(28, 28),
+    ).eval()
     cl.load_state_dict(plain.state_dict())
     conv = cl.features[0][0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
@@ -363,7 +380,16 @@ def test_channels_last_keeps_the_outputs(data_root):
         pytest.raises(ValueError, match="model.compile='yes'"),
         initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"),
     ):
-        build_model(compose(config_name="train", overrides=["model.compile=yes"]), 1, 10, (28, 28))
+        cfg = compose(config_name="train", overrides=["model.compile=yes"])
+        build_model(
+            cfg.model,
+            cfg.norm,
+            cfg.reg,
+            cfg.init,
+            in_channels=1,
+            num_classes=10,
+            image_size=(28, 28),
+        )
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from ablate.diagnostics.gradients import GradientHealth
 from ablate.diagnostics.landscape import LandscapeProbe, probe
 from ablate.module import Classifier
 from ablate.techniques.norm import NoisyShift, batch_noisy
+from ablate.techniques.reg import Reg
 
 
 class Capture(Logger):
@@ -65,7 +66,9 @@ def fit(
 ) -> tuple[Classifier, Capture]:
     """Train a Classifier for a few deterministic CPU steps; returns the module and what was logged."""
     torch.manual_seed(0)
-    module = Classifier(net, optimizer=partial(torch.optim.SGD, lr=lr), num_classes=3, l2=1e-3)
+    module = Classifier(
+        net, optimizer=partial(torch.optim.SGD, lr=lr), num_classes=3, reg=Reg(l2=1e-3)
+    )
     capture = Capture()
     trainer = L.Trainer(
         accelerator="cpu", max_steps=steps, logger=capture, callbacks=callbacks,

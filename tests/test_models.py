@@ -50,5 +50,5 @@ def test_head_norm_normalizes_the_hidden_layer_per_feature():
         16,
         10,
     )
-    with pytest.raises(ValueError, match="head_norm"):
+    with pytest.raises(ValueError, match="norm=instance cannot normalize a feature vector"):
         CNN(1, 10, (28, 28), channels=[4], hidden=8, norm=instance(), head_norm=True)

@@ -5,7 +5,7 @@ from torch import nn
 from ablate.models.cnn import CNN
 from ablate.module import Classifier
 from ablate.techniques.norm import batch
-from ablate.techniques.reg import penalty, split_decay
+from ablate.techniques.reg import Reg, penalty, split_decay
 
 
 def _known_model():
@@ -63,7 +63,7 @@ def test_dropout2d_zeroes_whole_channels():
 def test_training_loss_is_data_loss_plus_penalty():
     torch.manual_seed(0)
     net = CNN(1, 10, (8, 8), channels=[4], hidden=8, norm=batch())
-    module = Classifier(net, optimizer=torch.optim.SGD, l1=1e-3, l2=1e-2)
+    module = Classifier(net, optimizer=torch.optim.SGD, reg=Reg(l1=1e-3, l2=1e-2))
     module.log = lambda *a, **k: None
     x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
     loss = module.training_step((x, y), 0)
@@ -80,7 +80,7 @@ def test_training_loss_is_data_loss_plus_penalty():
 def test_decoupled_weight_decay_shrinks_weights_not_biases_or_norms():
     net = CNN(1, 10, (8, 8), channels=[4], hidden=8, norm=batch())
     module = Classifier(
-        net, optimizer=lambda params: torch.optim.SGD(params, lr=0.1), weight_decay=0.5
+        net, optimizer=lambda params: torch.optim.SGD(params, lr=0.1), reg=Reg(weight_decay=0.5)
     )
     opt = module.configure_optimizers()
     before = {n: p.detach().clone() for n, p in net.named_parameters()}

@@ -17,6 +17,7 @@ from ablate.config import CONF_DIR
 from ablate.models.cnn import CNN
 from ablate.module import Classifier
 from ablate.techniques.norm import batch
+from ablate.techniques.reg import Reg
 from ablate.validate import value_problems
 
 SPEEDRUNS = ["speedrun_mnist", "speedrun_cifar10"]
@@ -37,7 +38,7 @@ def _module(**kwargs) -> Classifier:
 
 def test_label_smoothing_changes_the_training_loss_only():
     x, y = torch.randn(8, 2, 4, 4), torch.randint(0, 3, (8,))
-    smooth, plain = _module(label_smoothing=0.2), _module()
+    smooth, plain = _module(reg=Reg(label_smoothing=0.2)), _module()
     loss, data_loss, _, logits = smooth.objective(x, y)
     # (1 - e) * CE(onehot) + e * mean over classes of -log p  (Szegedy et al. 2016, Sec. 7)
     logp = F.log_softmax(logits, dim=1)

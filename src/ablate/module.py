@@ -1,4 +1,4 @@
-"""The LightningModule: cross-entropy + explicit penalties, decoupled weight decay, accuracy metrics."""
+"""The LightningModule: the training objective of `reg`, divergence as a result, accuracy metrics."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from ablate.techniques.reg import penalty, split_decay
+from ablate.techniques.reg import Reg, split_decay
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ HPARAM_METRICS = (
 
 
 class Classifier(L.LightningModule):
-    """Image classifier trained with cross-entropy plus l1*sum|w| + l2*sum w^2 over weights."""
+    """Image classifier trained on cross-entropy plus the penalties and decay of `reg` (conf/reg)."""
 
     def __init__(
         self,
@@ -45,26 +45,22 @@ class Classifier(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., object] | None = None,
         num_classes: int = 10,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        weight_decay: float = 0.0,
+        reg: Reg | None = None,
         max_loss: float = float("inf"),
-        label_smoothing: float = 0.0,
         tta_flip: bool = False,
     ) -> None:
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.l1, self.l2, self.weight_decay = l1, l2, weight_decay
+        self.reg = reg or Reg()
         self.max_loss = max_loss
         self.tta_flip = tta_flip
         self.diverged_at_step: int | None = None
         self._first_bad_step: torch.Tensor | None = None  # on the device: see _check_divergence
         self.decay_weights, self.other_params, self.decay_names = split_decay(net)
-        # Label smoothing (Szegedy et al. 2016, Sec. 7) in the training loss only: val/test report
-        # plain cross-entropy, comparable across runs with and without it.
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        # Val/test report plain cross-entropy, comparable across runs with and without smoothing.
+        self.criterion = self.reg.criterion()
         acc = lambda: MulticlassAccuracy(num_classes, average="micro")  # noqa: E731
         self.val_acc, self.test_acc, self.train_eval_acc = acc(), acc(), acc()
         self.val_loss, self.test_loss, self.train_eval_loss = (
@@ -112,7 +108,7 @@ class Classifier(L.LightningModule):
         """The training loss on a batch: (loss, data loss, penalty, logits)."""
         logits = self(x)
         data_loss = self.criterion(logits, y)
-        reg = penalty(self.decay_weights, self.l1, self.l2)
+        reg = self.reg.penalty(self.decay_weights)
         return data_loss + reg, data_loss, reg, logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -238,23 +234,16 @@ class Classifier(L.LightningModule):
             self.history = list(checkpoint.get("history", []))
 
     def configure_optimizers(self):
-        groups = [
-            {
-                "name": "weights",
-                "params": self.decay_weights,
-                "decoupled_weight_decay": self.weight_decay,
-            },
-            {"name": "biases_norms", "params": self.other_params, "decoupled_weight_decay": 0.0},
-        ]
+        groups = self.reg.param_groups(self.decay_weights, self.other_params)
         log.info(
             "weight decay %g and l1/l2 penalties apply to %d weight tensors (%s); %d biases/norm "
             "parameters are exempt",
-            self.weight_decay,
+            self.reg.weight_decay,
             len(self.decay_names),
             ", ".join(self.decay_names),
             len(self.other_params),
         )
-        optimizer = self.optimizer_factory(params=[g for g in groups if g["params"]])
+        optimizer = self.optimizer_factory(params=groups)
         if not self.scheduler_factory:
             return optimizer
         scheduler = self.scheduler_factory(
@@ -266,10 +255,6 @@ class Classifier(L.LightningModule):
         }
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Decoupled weight decay (Loshchilov & Hutter 2019): w <- w - lr * wd * w, outside the
-        # gradient, so it is not rescaled by Adam's moments; the same rule for every optimizer.
-        with torch.no_grad():
-            for group in optimizer.param_groups:
-                wd = group.get("decoupled_weight_decay", 0.0)
-                if wd:
-                    torch._foreach_mul_(group["params"], 1.0 - group["lr"] * wd)
+        self.reg.decay_(
+            optimizer
+        )  # decoupled: not rescaled by Adam's moments, same for every optimizer

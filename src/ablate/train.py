@@ -16,25 +16,23 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ablate.config import CONF_DIR, SWEPT_ENV, cli_swept_keys
-from ablate.data.decode import DatasetNotFoundError
 from ablate.diagnostics.base import collect as collect_diagnostics
 from ablate.diagnostics.monitors import mark_run_start
 from ablate.models import build_model
 from ablate.module import Classifier
-from ablate.run import preemption
-from ablate.run.checkpoint import EXIT_INTERRUPTED, AtomicCheckpointIO
+from ablate.run.checkpoint import AtomicCheckpointIO
 from ablate.run.identity import config_hash, previous_run, read_summary
 from ablate.run.lock import run_lock
 from ablate.run.loggers import build_loggers_and_callbacks
+from ablate.run.outcome import Outcome
 from ablate.run.results import best_checkpoint, final_metrics, log_hparams
 from ablate.run.summary import RunSummary
 from ablate.run.threads import set_threads
 from ablate.testing.faults import injected_faults
-from ablate.validate import ConfigError, config_problems, fail, preflight
+from ablate.validate import ConfigError, config_problems, fail
 
 log = logging.getLogger(__name__)
 
@@ -83,33 +81,34 @@ def _fit_and_test(
     L.seed_everything(seed, workers=True)
     threads = set_threads(cfg.threads)
     summary = RunSummary.for_hydra_job(cfg, seed, cfg_hash)
-    try:
+    with Outcome(summary) as outcome:
         # aug goes in resolved and un-instantiated: the datamodule builds its family's pipeline only.
         aug = OmegaConf.to_container(cfg.aug, resolve=True)
         datamodule = instantiate(cfg.data, aug=aug, seed=seed, _recursive_=False)
         datamodule.prepare_data()
         datamodule.setup("fit")
-        net = build_model(cfg, datamodule.channels, datamodule.num_classes, datamodule.image_size)
+        net = build_model(
+            cfg.model, cfg.norm, cfg.reg, cfg.init, in_channels=datamodule.channels,
+            num_classes=datamodule.num_classes, image_size=datamodule.image_size,
+        )  # fmt: skip
         model = Classifier(
             net, optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler) or None,
-            num_classes=datamodule.num_classes, l1=cfg.reg.l1, l2=cfg.reg.l2,
-            weight_decay=cfg.reg.weight_decay, max_loss=cfg.max_loss,
-            label_smoothing=cfg.reg.label_smoothing, tta_flip=cfg.model.get("tta_flip", False),
+            num_classes=datamodule.num_classes, reg=instantiate(cfg.reg), max_loss=cfg.max_loss,
+            tta_flip=cfg.model.get("tta_flip", False),
         )  # fmt: skip
         loggers, callbacks = build_loggers_and_callbacks(cfg.logger, cfg.callbacks, cfg.diagnostics)
         trainer: L.Trainer = instantiate(
             cfg.trainer, callbacks=callbacks + injected_faults(cfg), logger=loggers or False,
             deterministic="warn" if cfg.deterministic else False, plugins=[AtomicCheckpointIO()],
         )  # fmt: skip
+        outcome.trainer = trainer
         if resume:
             log.info("resuming the interrupted run from %s", resume)
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         diag_metrics, diag_series = collect_diagnostics(callbacks)
         metrics = final_metrics({**trainer.callback_metrics, **diag_metrics})
-        status = "completed"
-        if model.diverged_at_step is not None:  # no test: the weights are not a trained model
-            status = "diverged"
-        else:
+        status = "diverged" if model.diverged_at_step is not None else "completed"
+        if status == "completed":  # a diverged run is not tested: its weights are not a model
             trainer.test(model, datamodule=datamodule, ckpt_path=best_checkpoint(trainer))
             metrics = final_metrics({**metrics, **trainer.callback_metrics})  # keeps diag_metrics
             log_hparams(trainer, cfg, metrics)
@@ -119,24 +118,9 @@ def _fit_and_test(
             best_checkpoint=best_checkpoint(trainer), diverged_at_step=model.diverged_at_step,
             threads=threads, diagnostics=diag_series or None, data_path=datamodule.data_path,
         )  # fmt: skip
-    except DatasetNotFoundError as e:
-        summary.failed(e)
-        fail([" ".join(str(e).split())])
-    except SIGTERMException:  # SaveOnInterrupt has saved last.ckpt: the same command resumes
-        summary.interrupted(trainer.global_step, trainer.current_epoch)
-        # Under submitit: resubmit and exit (SystemExit). Looked up in its module, never imported by
-        # name: submitit pickles this module's functions by value when it runs as __main__.
-        preemption.PREEMPTION.requeue_if_preempted()
-        log.warning("SIGTERM at step %d: run the same command to resume", trainer.global_step)
-        raise SystemExit(EXIT_INTERRUPTED) from None
-    except BaseException as e:
-        if preemption.PREEMPTION.requeuing:  # submitit requeued it outside a fit; last.ckpt holds
-            summary.interrupted(trainer.global_step, trainer.current_epoch)
-        else:
-            summary.failed(e)
-        raise
     log.info("run directory: %s", run_dir)
-    log.info("summary: %s  |  TensorBoard: make tensorboard (serves ./logs)", summary.path)
+    hint = "  |  TensorBoard: make tensorboard (serves ./logs)" if loggers else ""
+    log.info("summary: %s%s", summary.path, hint)
     log.info("%s: test/acc=%.4f val/acc_best=%.4f", status, metrics.get("test/acc", float("nan")),
              metrics.get("val/acc_best", float("nan")))  # fmt: skip
     return metrics
@@ -159,7 +143,9 @@ def main() -> None:
     # `experiment` defaults to null in conf/train.yaml, so Hydra wants `experiment=x`; accept `+experiment=x` too.
     sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
     os.environ[SWEPT_ENV] = ",".join(sorted(cli_swept_keys(sys.argv[1:])))
-    preflight(sys.argv[1:])
+    from ablate.preflight import check_command_line
+
+    check_command_line(sys.argv[1:])  # exit 2 on a config that cannot train: before Hydra writes
     _hydra_main()
 
 

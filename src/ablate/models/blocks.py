@@ -33,8 +33,7 @@ def conv_block(
     convs: int = 1,
 ) -> nn.Sequential:
     """`convs` x [conv 3x3, norm, activation] (norm before or after the activation), optional 2x2 max-pool, Dropout2d."""
-    # A norm with a learned shift right after the conv makes the conv bias redundant.
-    bias = norm.name == "none" or norm.placement == "after_act"
+    bias = not norm.bias_redundant
     layers: list[nn.Module] = []
     for i in range(convs):
         layers.append(nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=bias))
@@ -49,25 +48,8 @@ def conv_block(
     return nn.Sequential(*layers)
 
 
-class _AsMap(nn.Module):
-    """Applies a conv-block norm to (N, C) features as (N, C, 1, 1) maps (BatchNorm: per feature)."""
-
-    def __init__(self, norm: nn.Module) -> None:
-        super().__init__()
-        self.norm = norm
-
-    def forward(self, x):
-        return self.norm(x[:, :, None, None]).flatten(1)
-
-
 def hidden_norm_and_activation(features: int, norm: Norm, activation: str) -> list[nn.Module]:
     """[norm, activation] for the head's hidden layer, in the order norm.placement says."""
-    if norm.name == "none":
-        return [activation_layer(activation)]
-    if norm.name == "instance":
-        raise ValueError(
-            "model.head_norm=true with norm=instance: a feature vector has no spatial extent to "
-            "normalize over; use norm=batch, layer or group, or model.head_norm=false"
-        )
-    layers = [_AsMap(norm(features)), activation_layer(activation)]
-    return layers if norm.placement == "before_act" else layers[::-1]
+    layers = [norm.for_vectors(features), activation_layer(activation)]
+    layers = layers if norm.placement == "before_act" else layers[::-1]
+    return [m for m in layers if not isinstance(m, nn.Identity)]

@@ -1,4 +1,4 @@
-"""The networks: `cnn` (conv blocks + MLP head) and `plain_deep` (N identical 3x3 convs, no shortcuts)."""
+"""`build_model`: a conf/model network built with the chosen norm, dropout rates and init."""
 
 from __future__ import annotations
 
@@ -10,23 +10,32 @@ from torch import nn
 
 from ablate.models.speed import apply_speed, split_speed_keys
 from ablate.techniques.init import apply_init
+from ablate.techniques.reg import Reg
 
 log = logging.getLogger(__name__)
 
 
 def build_model(
-    cfg: DictConfig, in_channels: int, num_classes: int, image_size: tuple[int, int]
+    model: DictConfig,
+    norm: DictConfig,
+    reg: DictConfig,
+    init: DictConfig,
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: tuple[int, int],
 ) -> nn.Module:
-    """The network from cfg.model, cfg.norm, cfg.reg (dropout) and cfg.init."""
-    arch, speed = split_speed_keys(OmegaConf.to_container(cfg.model, resolve=True))
-    model = instantiate(arch)(
+    """The network of the model node, with the norm, the dropout rates of reg, and the init applied."""
+    arch, speed = split_speed_keys(OmegaConf.to_container(model, resolve=True))
+    rates: Reg = instantiate(reg)
+    net = instantiate(arch)(
         in_channels=in_channels,
         num_classes=num_classes,
         image_size=tuple(image_size),
-        norm=instantiate(cfg.norm),
-        dropout=cfg.reg.dropout,
-        dropout2d=cfg.reg.dropout2d,
+        norm=instantiate(norm),
+        dropout=rates.dropout,
+        dropout2d=rates.dropout2d,
     )
-    touched = apply_init(model, instantiate(cfg.init), cfg.model.activation)
+    touched = apply_init(net, instantiate(init), arch["activation"])
     log.info("init: %d conv/linear layers re-initialized", len(touched))
-    return apply_speed(model, **speed)
+    return apply_speed(net, **speed)

@@ -43,7 +43,7 @@ class CNN(nn.Module):
         head: list[nn.Module] = [nn.Flatten()]
         features = c_prev * h * w
         if hidden:
-            head += [nn.Linear(features, hidden, bias=not head_norm or norm.name == "none")]
+            head += [nn.Linear(features, hidden, bias=not (head_norm and norm.bias_redundant))]
             head += hidden_norm_and_activation(hidden, norm if head_norm else no_norm(), activation)
             features = hidden
         if dropout > 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -10,6 +11,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,17 +21,61 @@ log = logging.getLogger(__name__)
 
 FINISHED = ("completed", "diverged")  # re-running these would only repeat the same result
 RESUME_MODES = ("auto", "fresh")
-NOT_IDENTITY = ("resume",)  # keys that say how to start a run, not what the run is
+# Keys that say how to start or watch a run, or where its files are, not what it computes.
+NOT_IDENTITY = (
+    "resume",
+    "log_dir",
+    "data.root",
+    "data.cache_dir",
+    "data.download",
+    "data.num_workers",  # batches are seeded per (seed, epoch, rank, batch): workers change nothing
+    "logger",
+    "callbacks.progress_bar",
+)
 EXIT_IN_USE = 2
 EXIT_SWEEP_FAILED = 1
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """A short hash of the resolved config: the identity of a run."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    identity = {k: v for k, v in resolved.items() if k not in NOT_IDENTITY}
-    text = json.dumps(identity, sort_keys=True, default=str)
+def identity(config: Any) -> Any:
+    """What determines a run's result: the resolved config without import paths, locations and views.
+
+    Left out: `_target_`/`_partial_` (moving a module must not make earlier runs foreign), the keys
+    in NOT_IDENTITY and every `dirpath` (where things are read or written, how progress is shown),
+    and null values (a new switch that defaults to null leaves earlier runs' identity unchanged).
+    """
+    if isinstance(config, dict):
+        return {
+            k: identity(v)
+            for k, v in config.items()
+            if k not in ("_target_", "_partial_", "dirpath") and v is not None
+        }
+    if isinstance(config, list):
+        return [identity(v) for v in config]
+    return config
+
+
+def _without(config: dict, dotted: str) -> None:
+    head, _, rest = dotted.partition(".")
+    if rest and isinstance(config.get(head), dict):
+        _without(config[head], rest)
+    elif not rest:
+        config.pop(head, None)
+
+
+def config_hash(cfg: DictConfig | dict) -> str:
+    """A short hash of `identity` of the resolved config: the identity of a run."""
+    resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    ident = identity(copy.deepcopy(resolved))
+    for dotted in NOT_IDENTITY:
+        _without(ident, dotted)
+    text = json.dumps(ident, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def recorded_hash(summary: dict) -> str | None:
+    """The identity of the run a summary.json records, recomputed from its config (any ablate version)."""
+    config = summary.get("config")
+    return config_hash(config) if isinstance(config, dict) else summary.get("config_hash")
 
 
 @dataclass(frozen=True)
@@ -70,7 +116,11 @@ def previous_run(run_dir: str | Path, cfg_hash: str, resume: str = "auto") -> Pr
     summary = read_summary(run_dir)
     if summary is None:
         return None
-    if summary.get("config_hash") not in (cfg_hash, None) and summary.get("status") != "corrupt":
+    if recorded_hash(summary) not in (cfg_hash, None) and summary.get("status") != "corrupt":
+        if summary.get("status") == "failed":  # nothing of value to keep: re-run it in place
+            log.warning("%s: re-running a failed run with a changed config from the start", run_dir)
+            shutil.rmtree(Path(run_dir) / "checkpoints", ignore_errors=True)
+            return Previous(summary, None)
         raise ValueError(
             f"{run_dir} already holds a run of a different config: pick a new hydra.run.dir / "
             "hydra.sweep.dir, or move that run away"

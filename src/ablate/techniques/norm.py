@@ -18,6 +18,10 @@ class Norm:
     name: str
     make: Callable[[int], nn.Module]
     placement: str = "before_act"
+    learned_shift: bool = (
+        True  # has a per-channel beta, which makes a preceding layer's bias redundant
+    )
+    vectors: bool = True  # can normalize (N, C) feature vectors (InstanceNorm has no extent to use)
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
@@ -26,10 +30,38 @@ class Norm:
     def __call__(self, channels: int) -> nn.Module:
         return self.make(channels)
 
+    @property
+    def bias_redundant(self) -> bool:
+        """Whether the layer feeding this norm needs no bias: the norm's learned shift replaces it."""
+        return self.learned_shift and self.placement == "before_act"
+
+    def for_vectors(self, features: int) -> nn.Module:
+        """The norm for (N, C) feature vectors: the conv-block layer applied to (N, C, 1, 1) maps."""
+        if not self.vectors:
+            raise ValueError(
+                f"norm={self.name} cannot normalize a feature vector (it has no spatial extent): "
+                "use norm=batch, layer or group for a model with normalized linear layers"
+            )
+        layer = self.make(features)
+        return layer if isinstance(layer, nn.Identity) else AsVectors(layer)
+
+
+class AsVectors(nn.Module):
+    """Applies a conv-block norm to (N, C) features as (N, C, 1, 1) maps: BatchNorm2d is then
+    BatchNorm1d per feature, GroupNorm(G) normalizes groups of features per sample, and GroupNorm(1)
+    (norm=layer) is LayerNorm over the features."""
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x[:, :, None, None]).flatten(1)
+
 
 def none(placement: str = "before_act") -> Norm:
     """No normalization (identity)."""
-    return Norm("none", lambda c: nn.Identity(), placement)
+    return Norm("none", lambda c: nn.Identity(), placement, learned_shift=False)
 
 
 def batch(placement: str = "before_act", eps: float = 1e-5, momentum: float = 0.1) -> Norm:
@@ -105,7 +137,8 @@ def group(groups: int = 8, placement: str = "before_act", eps: float = 1e-5) -> 
 
 def instance(placement: str = "before_act", eps: float = 1e-5) -> Norm:
     """InstanceNorm (Ulyanov et al. 2016): per-sample, per-channel statistics over (H, W)."""
-    return Norm("instance", lambda c: nn.InstanceNorm2d(c, eps=eps, affine=True), placement)
+    make = lambda c: nn.InstanceNorm2d(c, eps=eps, affine=True)  # noqa: E731
+    return Norm("instance", make, placement, vectors=False)
 
 
 NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm, nn.BatchNorm1d)
