@@ -110,6 +110,19 @@ def test_preview_shows_raw_and_augmented_without_touching_the_training_stream(fa
     before = _first_batch(dm.train_dataloader())[0]
     raw, augmented = dm.preview(8)
     assert raw.shape == augmented.shape == (8, 8, 8, 3)
-    assert np.array_equal(raw, dm._splits["train"][0][:8])
+    train_x = dm._splits["train"][0]
+    assert all(any(np.array_equal(img, t) for t in train_x) for img in raw)  # as stored
     assert not np.array_equal(raw, augmented)
     assert torch.equal(_first_batch(dm.train_dataloader())[0], before)
+
+
+def test_preview_samples_across_classes_even_when_the_split_is_sorted_by_class(fake_data):
+    dm = _dm("none")
+    x, y = dm._splits["train"]
+    order = np.argsort(y, kind="stable")  # as an image folder stores it: class by class
+    dm._splits["train"] = (x[order], y[order])
+    raw, _ = dm.preview(20)
+    shown = [int(y[order][np.flatnonzero((x[order] == img).all(axis=(1, 2, 3)))[0]]) for img in raw]
+    assert len(raw) == 20 and sorted(set(shown)) == sorted(set(y.tolist()))  # every class, 2 each
+    again, _ = dm.preview(20)
+    assert np.array_equal(raw, again)  # seeded

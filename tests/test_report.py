@@ -14,6 +14,9 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from ablate import report  # noqa: E402
+from ablate.report.plan import load_plan  # noqa: E402
+from ablate.report.plots import mean_curve  # noqa: E402
+from ablate.report.stats import mean_ci, sample, t975  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TARGET = 0.97
@@ -195,7 +198,7 @@ def read_csv(out: Path) -> list[dict[str, str]]:
 
 
 def test_t_interval_matches_hand_computation():
-    stat = report.mean_ci([1.0, 2.0, 3.0])
+    stat = mean_ci([1.0, 2.0, 3.0])
     assert stat.n == 3 and stat.mean == pytest.approx(2.0) and stat.std == pytest.approx(1.0)
     assert stat.half == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
     assert stat.half == pytest.approx(2.484, abs=1e-3)
@@ -203,27 +206,27 @@ def test_t_interval_matches_hand_computation():
 
 
 def test_t_interval_edge_cases():
-    assert math.isnan(report.mean_ci([5.0]).half)  # n=1: no interval
-    assert report.mean_ci([5.0]).mean == 5.0
-    assert report.mean_ci([float("nan")]).n == 0
-    assert report.t975(30) == pytest.approx(2.042272, abs=1e-6)
-    assert report.t975(31) == pytest.approx(2.039513, abs=1e-6)  # scipy.stats.t, any df
-    assert report.t975(120) == pytest.approx(1.979930, abs=1e-6)
+    assert math.isnan(mean_ci([5.0]).half)  # n=1: no interval
+    assert mean_ci([5.0]).mean == 5.0
+    assert mean_ci([float("nan")]).n == 0
+    assert t975(30) == pytest.approx(2.042272, abs=1e-6)
+    assert t975(31) == pytest.approx(2.039513, abs=1e-6)  # scipy.stats.t, any df
+    assert t975(120) == pytest.approx(1.979930, abs=1e-6)
     with pytest.raises(ValueError):
-        report.t975(0)
+        t975(0)
 
 
 def test_mean_curve_interpolates_different_steps():
     a = (np.array([0.0, 10.0, 20.0]), np.array([0.0, 1.0, 2.0]))
     b = (np.array([0.0, 5.0, 20.0]), np.array([2.0, 2.5, 4.0]))
-    grid, mean, std = report.mean_curve([a, b])
+    grid, mean, std = mean_curve([a, b])
     np.testing.assert_allclose(grid, [0, 5, 10, 20])
     np.testing.assert_allclose(mean, [1.0, 1.5, 2.0, 3.0])  # a at 5 -> 0.5, b at 10 -> 3.0
     np.testing.assert_allclose(std, np.std([[0, 0.5, 1, 2], [2, 2.5, 3, 4]], axis=0, ddof=1))
 
 
 def test_plan_from_multirun_yaml(sweep_dir: Path):
-    plan = report.load_plan(sweep_dir)
+    plan = load_plan(sweep_dir)
     assert plan.values == {
         "norm": ["none", "batch"],
         "optim.lr": ["0.01", "0.1"],
@@ -237,7 +240,7 @@ def test_plan_with_glob_is_unknown(tmp_path: Path):
         "- norm=none,batch", "- norm=glob(*)"
     )
     (tmp_path / "multirun.yaml").write_text(text)
-    plan = report.load_plan(tmp_path)
+    plan = load_plan(tmp_path)
     assert plan.values["seed"] == ["0", "1", "2"]
     assert "norm" in plan.unknown and plan.expected_runs() is None
 
@@ -282,7 +285,7 @@ def test_verdicts(sweep_dir: Path):
     assert steps.comparison.mean > 0  # lower is better: positive = batch needs fewer steps
     assert (
         max(
-            report.sample(
+            sample(
                 [r for r in sweep.runs if r.factors["norm"] == "none"],
                 "steps_to_target",
                 sweep.budget,

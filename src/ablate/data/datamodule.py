@@ -32,7 +32,13 @@ from ablate.data.device_aug import (
     build_device_augment,
     generator,
 )
-from ablate.data.loaders import BatchDataset, DeviceBatches, ShardedBatchSampler, stratified_pick
+from ablate.data.loaders import (
+    BatchDataset,
+    DeviceBatches,
+    ShardedBatchSampler,
+    split_indices,
+    stratified_pick,
+)
 from ablate.run.resume import ResumableLoader
 
 log = logging.getLogger(__name__)
@@ -64,16 +70,9 @@ class ImageDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.dataset, self.root, self.cache_dir, self.download = dataset, root, cache_dir, download
-        self.batch_size, self.eval_batch_size, self.num_workers = (
-            batch_size,
-            eval_batch_size,
-            num_workers,
-        )
-        self.val_fraction, self.train_subset, self.standardize = (
-            val_fraction,
-            train_subset,
-            standardize,
-        )
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.val_fraction = num_workers, val_fraction
+        self.train_subset, self.standardize = train_subset, standardize
         self.channels, self.image_size, self.num_classes = channels, tuple(image_size), num_classes
         self.aug_family, self.aug_cfg, self.seed = aug_family, aug, seed
         self.eval_train_max = eval_train_max
@@ -101,29 +100,21 @@ class ImageDataModule(L.LightningDataModule):
     @classmethod
     def locate(cls, root: Path, *, download: bool) -> None:
         """Raise DatasetNotFoundError unless the files are under root (or downloadable); decodes nothing."""
-        raise NotImplementedError(
-            f"{cls.__name__} is not a data source: use one of ablate.data.sources"
-        )
+        raise NotImplementedError(f"{cls.__name__} is not a source: see ablate.data.sources")
 
     @classmethod
     def read(
         cls, root: Path, *, download: bool, channels: int | None, image_size: Size | None
     ) -> ImageData:
         """Decode the train and test splits from root (called on a cache miss only)."""
-        raise NotImplementedError(
-            f"{cls.__name__} is not a data source: use one of ablate.data.sources"
-        )
+        raise NotImplementedError(f"{cls.__name__} is not a source: see ablate.data.sources")
 
     def _load(self) -> ImageData:
+        root, cache_dir = Path(self.root), Path(self.cache_dir)
         return cache.load(
-            self.dataset,
-            type(self).read,
-            Path(self.root),
-            Path(self.cache_dir),
-            download=self.download,
-            channels=self.channels,
-            image_size=self.image_size,
-        )
+            self.dataset, type(self).read, root, cache_dir, download=self.download,
+            channels=self.channels, image_size=self.image_size,
+        )  # fmt: skip
 
     def prepare_data(self) -> None:
         self._load()  # decodes and caches once; later loads read the cache
@@ -140,27 +131,11 @@ class ImageDataModule(L.LightningDataModule):
             )
         self.classes = data.classes
         if len(self.classes) != self.num_classes:
-            log.info(
-                "data.num_classes=%d replaced by the %d classes found",
-                self.num_classes,
-                len(self.classes),
-            )
+            log.info("data.num_classes=%d replaced by the %d classes found", self.num_classes,
+                     len(self.classes))  # fmt: skip
             self.num_classes = len(self.classes)
         x, y = data.train.x, data.train.y
-        val_idx = stratified_pick(
-            y, round(self.val_fraction * len(y)), np.random.default_rng([self.seed, 1])
-        )
-        train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
-        if self.train_subset is not None:
-            if self.train_subset > len(train_idx):
-                raise ValueError(
-                    f"data.train_subset={self.train_subset} exceeds the {len(train_idx)} training images "
-                    "left after the validation split"
-                )
-            sub = stratified_pick(
-                y[train_idx], self.train_subset, np.random.default_rng([self.seed, 2])
-            )
-            train_idx = train_idx[sub]
+        train_idx, val_idx = split_indices(y, self.val_fraction, self.train_subset, self.seed)
         self._splits = {
             "train": (x[train_idx], y[train_idx]),
             "val": (x[val_idx], y[val_idx]),
@@ -172,15 +147,9 @@ class ImageDataModule(L.LightningDataModule):
             self.mean = torch.tensor(pixels.mean(0), dtype=torch.float32)
             self.std = torch.tensor(pixels.std(0).clip(1e-6), dtype=torch.float32)
             self._stats_on.clear()
-        log.info(
-            "%s: %d train / %d val / %d test images, mean %s std %s",
-            self.dataset,
-            len(train_idx),
-            len(val_idx),
-            len(data.test.y),
-            self.mean.tolist(),
-            self.std.tolist(),
-        )
+        log.info("%s: %d train / %d val / %d test images, mean %s std %s", self.dataset,
+                 len(train_idx), len(val_idx), len(data.test.y), self.mean.tolist(),
+                 self.std.tolist())  # fmt: skip
 
     def split_sizes(self) -> dict[str, int]:
         """Number of images in each split."""
@@ -324,13 +293,21 @@ class ImageDataModule(L.LightningDataModule):
         return x, y
 
     def preview(self, n: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
-        """The first n training images as stored, and the same images through the augmentation."""
-        images = self._splits["train"][0][:n]
+        """n training images drawn across the classes (seeded), as stored and through the augmentation.
+
+        Image folders store their training split sorted by class: the first n would be one class.
+        """
+        x, y = self._splits["train"]
+        pick = np.random.default_rng([self.seed, 4]).permutation(len(y))
+        per_class = -(-n // len(np.unique(y)))  # ceil: a few images of every class
+        keep = [i for c in np.unique(y) for i in pick[y[pick] == c][:per_class]][:n]
+        images = x[np.sort(keep)]
         if self.data_path == "device":  # show what the device ops do, computed on the CPU
             if self._device_aug is None:
                 return images, None
-            x = torch.from_numpy(images).permute(0, 3, 1, 2)
-            out = self._device_aug(x, generator("cpu", self.seed, 0, 2))  # its own stream
+            out = self._device_aug(
+                torch.from_numpy(images).permute(0, 3, 1, 2), generator("cpu", self.seed, 0, 2)
+            )  # its own stream
             return images, out.permute(0, 2, 3, 1).numpy()
         augment = self._augment(self.seed + 1)  # its own stream: previewing must not shift training
         return images, (augment(images) if augment is not None else None)

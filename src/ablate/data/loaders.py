@@ -29,6 +29,25 @@ def stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarr
     return np.sort(np.concatenate(picked))
 
 
+def split_indices(
+    y: np.ndarray, val_fraction: float, train_subset: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices of the official training split: a stratified, seeded validation split,
+    then an optional stratified subset of what is left for training."""
+    val_idx = stratified_pick(y, round(val_fraction * len(y)), np.random.default_rng([seed, 1]))
+    train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
+    if train_subset is not None:
+        if train_subset > len(train_idx):
+            raise ValueError(
+                f"data.train_subset={train_subset} exceeds the {len(train_idx)} training images "
+                "left after the validation split"
+            )
+        train_idx = train_idx[
+            stratified_pick(y[train_idx], train_subset, np.random.default_rng([seed, 2]))
+        ]
+    return train_idx, val_idx
+
+
 class SeededBatch(NamedTuple):
     """A training batch's indices and the seed its augmentation draws from."""
 
