@@ -185,9 +185,12 @@ def test_mnist_failed_download_is_not_found(tmp_path, monkeypatch):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    (tmp_path / "data").mkdir()
     with pytest.raises(DatasetNotFoundError, match="download failed") as err:
         load_dataset("mnist", tmp_path / "data", tmp_path / "cache", download=True)
     assert "train-labels-idx1-ubyte" in str(err.value)
+    assert "set data.download=true" not in str(err.value)  # it was on: the fix is the files
+    assert list((tmp_path / "data").iterdir()) == []  # downloads go through a temporary folder
 
 
 def test_different_roots_get_different_caches(tmp_path):
@@ -368,8 +371,11 @@ def test_cifar10_missing(tmp_path, monkeypatch):
         raise RuntimeError("offline")
 
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", offline)
-    with pytest.raises(DatasetNotFoundError, match="download failed"):
+    before = sorted(root.rglob("*")) if root.exists() else []
+    with pytest.raises(DatasetNotFoundError, match="download failed") as err:
         load_dataset("cifar10", root, tmp_path / "cache", download=True)
+    assert "set data.download=true" not in str(err.value)
+    assert (sorted(root.rglob("*")) if root.exists() else []) == before
 
 
 # --- real data (opt-in by availability) -------------------------------------------------------

@@ -4,6 +4,7 @@ one preset runs for real (shrunk) and its report counts and judges what ran."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from conftest import fast_overrides, run_cli
@@ -96,6 +97,9 @@ def test_a_shrunk_real_sweep_reports_every_run(data_root, tmp_path):
     assert len(rows) == 1 + 4
     summary_md = (out / "summary.md").read_text()
     assert "Dropout shrinks the train-test gap" in summary_md
-    assert any(w in summary_md for w in ("supported", "inconclusive"))
+    # One verdict line per claim, from seeds paired across the two cells (both ran seeds 0 and 1).
+    line = re.search(r"- \*\*(supported|contradicted|no effect|inconclusive)[^*]*\*\*: “Dropout shrinks the train-test gap[^\n]*", summary_md)
+    assert line is not None, summary_md
+    assert "paired" in line.group(0)
     statuses = {json.loads(p.read_text())["status"] for p in sweep.rglob("summary.json")}
     assert statuses == {"completed"}

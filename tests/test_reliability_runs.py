@@ -256,3 +256,85 @@ def test_a_run_dir_in_use_by_another_process_is_refused(data_root, tmp_path):
     assert not (run / "summary.json").exists()
     with FileLock(run / ".run.lock", timeout=0):  # released when its holder died
         pass
+
+
+# --- the same command finds its run: no explicit folder --------------------------------------
+
+
+def _plain_args(data_root: Path, tmp: Path, *extra: str) -> list[str]:
+    """What a user types: no hydra.run.dir, so the folder comes from the overrides."""
+    base = [a for a in fast_overrides(data_root, tmp) if a != "trainer.max_epochs=1"]
+    return [*base, *RESUMABLE, *extra]
+
+
+def _only_run(tmp: Path) -> Path:
+    (run,) = (tmp / "logs" / "runs").iterdir()
+    return run
+
+
+def test_sigkill_then_the_same_plain_command_resumes(data_root, tmp_path, reference):
+    args = _plain_args(data_root, tmp_path)
+    killed = run_cli(*args, env={**ENV, "ABLATE_FAULT": "kill_at_step:10"})
+    assert killed.returncode == -signal.SIGKILL
+    resumed = run_cli(*args, env=ENV)
+    _ok(resumed)
+    assert "resuming the interrupted run" in resumed.stdout + resumed.stderr
+    assert_same_result(reference, _only_run(tmp_path))  # one folder: the same run, finished
+    again = run_cli(*args, env=ENV)  # finished: skipped, nothing rewritten
+    _ok(again)
+    assert "already completed, skipped" in again.stdout + again.stderr
+
+
+def test_sigterm_then_the_same_plain_command_resumes(data_root, tmp_path, reference):
+    args = _plain_args(data_root, tmp_path)
+    proc = _popen(args)
+    deadline = time.time() + 120
+    while not list((tmp_path / "logs").glob("runs/*/checkpoints/last.ckpt")):
+        assert proc.poll() is None and time.time() < deadline, proc.poll()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    assert _summary(_only_run(tmp_path))["status"] == "interrupted"
+    _ok(run_cli(*args, env=ENV))
+    assert_same_result(reference, _only_run(tmp_path))
+
+
+def test_an_adhoc_sweep_resumes_its_killed_cell_with_the_same_command(data_root, tmp_path):
+    args = ["-m", *_plain_args(data_root, tmp_path, "trainer.max_epochs=1"), "norm=none,batch"]
+    killed = run_cli(*args, env={**ENV, "ABLATE_FAULT": "kill_at_step:4@norm._target_=ablate.techniques.norm.batch"})
+    assert killed.returncode == -signal.SIGKILL
+    (sweep,) = (tmp_path / "logs" / "multiruns").iterdir()
+    first = json.loads((sweep / "norm=none" / "summary.json").read_text())
+    assert first["status"] == "completed"
+    _ok(run_cli(*args, env=ENV))
+    assert [p.name for p in (tmp_path / "logs" / "multiruns").iterdir()] == [sweep.name]
+    found = summaries(sweep)
+    assert {k: v["status"] for k, v in found.items()} == {
+        "norm=none": "completed",
+        "norm=batch": "completed",
+    }
+    assert found["norm=none"]["started_at"] == first["started_at"]  # skipped, not re-run
+
+
+def test_cells_that_failed_for_missing_data_complete_once_data_dir_points_at_it(
+    data_root, tmp_path
+):
+    common = [a for a in fast_overrides(data_root, tmp_path) if not a.startswith("data.root=")]
+    args = ["-m", *common, *TINY, "norm=none,batch"]
+    missing = run_cli(*args, env={**ENV, "DATA_DIR": str(tmp_path / "nowhere")})
+    assert missing.returncode != 0 and "not found" in missing.stderr
+    _ok(run_cli(*args, env={**ENV, "DATA_DIR": str(data_root)}))
+    statuses = {v["status"] for v in summaries(tmp_path / "logs" / "multiruns").values()}
+    assert statuses == {"completed"}
+
+
+def test_resume_fresh_moves_the_old_run_outside_the_sweeps_runs(data_root, tmp_path):
+    from ablate.report import load_sweep
+
+    args = ["-m", *fast_overrides(data_root, tmp_path), *TINY, "norm=none,batch"]
+    _ok(run_cli(*args, env=ENV))
+    _ok(run_cli(*args, "resume=fresh", env=ENV))
+    (sweep,) = (tmp_path / "logs" / "multiruns").iterdir()
+    assert len([p for p in sweep.iterdir() if ".old-" in p.name]) == 2  # kept, not deleted
+    assert sorted(r.name for r in load_sweep(sweep).runs) == ["norm=batch", "norm=none"]

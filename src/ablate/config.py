@@ -1,9 +1,11 @@
-"""Where the configs live and the OmegaConf resolvers they use (`${repo_root:}`, `${run_name:...}`,
-`${on_gpu:...}`, `${auto_precision:...}`)."""
+"""Where the configs live and the OmegaConf resolvers they use: folder names derived from the command
+(`${run_name:...}`, `${sweep_name:...}`, `${sweep_dir_name:}`, `${preset_dir:...}`), `${repo_root:}`,
+`${default_data_root:}`, `${on_gpu:...}`, `${auto_precision:...}`, `${linear_scaling:...}`."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -17,8 +19,19 @@ _CHECKOUT = PACKAGE_DIR.parents[1]
 REPO_ROOT = _CHECKOUT if (_CHECKOUT / "pyproject.toml").exists() else Path.cwd()
 CONF_DIR = REPO_ROOT / "conf"
 
-# Overrides that say where things are, not what was run: left out of run names.
-_NOT_IN_NAME = ("hydra.", "data.root", "data.cache_dir", "data.num_workers", "log_dir")
+# Overrides that say where things are or how a run is watched, not what was run: left out of run
+# and sweep folder names (and of the run identity, ablate.run.identity.NOT_IDENTITY).
+_NOT_IN_NAME = (
+    "hydra",
+    "data.root",
+    "data.cache_dir",
+    "data.num_workers",
+    "log_dir",
+    "resume",
+    "callbacks.progress_bar",
+    "logger",
+)
+COMMAND_ENV = "ABLATE_COMMAND"  # the command line's overrides, set by the CLI for launcher workers
 
 
 def _key(override: str) -> str:
@@ -48,8 +61,7 @@ def swept_keys(sweeper_params: dict | None = None) -> set[str]:
 
 def run_name(overrides: list[str] | None, _root_: DictConfig | None = None) -> str:
     """A directory/TensorBoard name from the command-line overrides, sorted, seed last."""
-    items = [o.lstrip("+~") for o in overrides or [] if not o.lstrip("+~").startswith(_NOT_IN_NAME)]
-    return _join(items)
+    return _join([o.lstrip("+~") for o in overrides or [] if _named(o)])
 
 
 def sweep_name(overrides: list[str] | None, _root_: DictConfig | None = None) -> str:
@@ -61,12 +73,50 @@ def sweep_name(overrides: list[str] | None, _root_: DictConfig | None = None) ->
     return _join(items) if items else run_name(overrides)
 
 
-def _join(items: list[str]) -> str:
+def command_overrides() -> list[str]:
+    """The overrides the command line gave (as typed), without flags; from the CLI's environment."""
+    env = os.environ.get(COMMAND_ENV)
+    argv = json.loads(env) if env else sys.argv[1:]
+    return [a for a in argv if "=" in a and not a.startswith("-")]
+
+
+def _named(override: str) -> bool:
+    return not override.lstrip("+~").startswith(_NOT_IN_NAME)
+
+
+def sweep_dir_name(overrides: list[str] | None = None, _root_: DictConfig | None = None) -> str:
+    """An ad-hoc sweep's folder: its command-line overrides, sweep syntax included (no clock), so the
+    same command finds the same sweep (finished cells skipped, interrupted ones resumed)."""
+    items = [o.lstrip("+~") for o in command_overrides() if _named(o)]
+    return _join(items, sep="+") if items else "default"
+
+
+def preset_dir(name: str, _root_: DictConfig | None = None) -> str:
+    """A preset's sweep folder: `name`, or `name+<overrides>` when the command changes what the preset
+    fixes. Overrides of the keys the preset sweeps (e.g. seed=3,4) pick cells of the same study."""
+    params = OmegaConf.select(_root_, "hydra.sweeper.params", default=None) if _root_ else None
+    swept = {_key(k) for k in (params or {})}
+    extra = [
+        o.lstrip("+~")
+        for o in command_overrides()
+        if _named(o) and _key(o) not in swept and _key(o) != "experiment"
+    ]
+    return f"{name}+{_join(extra)}" if extra else name
+
+
+def _join(items: list[str], sep: str = ",") -> str:
     items.sort(key=lambda o: (o.split("=", 1)[0] == "seed", o))
-    name = ",".join(items).replace("/", "_").replace(" ", "") or "default"
+    name = sep.join(items).replace("/", "_").replace(" ", "") or "default"
     if len(name) > 180:  # keep under common filesystem limits (255 bytes), unique by hash
         name = f"{name[:160]}...{hashlib.sha1(name.encode()).hexdigest()[:10]}"
     return name
+
+
+def default_data_root() -> str:
+    """Where the datasets are when neither DATA_DIR nor data.root says: ../shared/data beside the
+    checkout when it holds them (offline machines), else <repo>/data (downloads land there)."""
+    shared = REPO_ROOT.parent / "shared" / "data"
+    return str(shared if (shared / "MNIST" / "raw").is_dir() else REPO_ROOT / "data")
 
 
 def linear_scaling(base: float, batch_size: int, base_batch_size: int) -> float:
@@ -102,6 +152,12 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("linear_scaling", linear_scaling)
     if not OmegaConf.has_resolver("sweep_name"):
         OmegaConf.register_new_resolver("sweep_name", sweep_name)
+    if not OmegaConf.has_resolver("sweep_dir_name"):
+        OmegaConf.register_new_resolver("sweep_dir_name", sweep_dir_name)
+    if not OmegaConf.has_resolver("preset_dir"):
+        OmegaConf.register_new_resolver("preset_dir", preset_dir)
+    if not OmegaConf.has_resolver("default_data_root"):
+        OmegaConf.register_new_resolver("default_data_root", default_data_root)
     if not OmegaConf.has_resolver("on_gpu"):
         OmegaConf.register_new_resolver("on_gpu", on_gpu)
     if not OmegaConf.has_resolver("auto_precision"):

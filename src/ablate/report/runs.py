@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 log = logging.getLogger(__name__)
 
 REPORT_DIRNAME = "report"
+MOVED_ASIDE = ".old-"  # resume=fresh: <run>.old-<time> (ablate.run.identity.move_aside)
 STEPS = "steps_to_target"
 TARGET_METRIC = "val/acc"
 
@@ -114,9 +115,13 @@ class Run:
 
 
 def find_summaries(root: Path) -> list[Path]:
-    """Every summary.json under the sweep directory, except in its report/ folder."""
+    """Every summary.json under the sweep directory, except in its report/ folder and in the
+    `<run>.old-<time>` folders `resume=fresh` moved earlier runs into (not part of the sweep)."""
+    found = (p.relative_to(root).parts for p in root.rglob("summary.json"))
     return sorted(
-        p for p in root.rglob("summary.json") if p.relative_to(root).parts[0] != REPORT_DIRNAME
+        root.joinpath(*parts)
+        for parts in found
+        if parts[0] != REPORT_DIRNAME and not any(MOVED_ASIDE in part for part in parts)
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,13 +44,14 @@ CIFAR10_CLASSES = (
 log = logging.getLogger(__name__)
 
 
-def _cifar10_not_found(root: Path, reason: str) -> DatasetNotFoundError:
+def _cifar10_not_found(root: Path, reason: str, download: bool = False) -> DatasetNotFoundError:
+    online = "" if download else " Or set data.download=true on a machine with internet access."
     return DatasetNotFoundError(
         f"CIFAR-10 not found under {root}: {reason}. Accepted layouts, in order of preference:\n"
         f"  {root}/cifar-10-batches-py/  (torchvision's download layout)\n"
         f"  {root}/cifar10-jpg/{{train,test}}/<class>/*.jpg\n"
         f"  {root}/cifar10-jpg.tar.gz  (that same layout inside; read in place)\n"
-        f"{FIX_PATHS} Or pass download=True where there is internet access."
+        f"{FIX_PATHS}{online}"
     )
 
 
@@ -107,14 +110,17 @@ def _load_cifar10(
     _locate_cifar10(root, download=download)
     import torchvision.datasets  # slow import, only needed on a cache miss
 
-    try:
-        sets = [
-            torchvision.datasets.CIFAR10(str(root), train=train, download=True)
-            for train in (True, False)
-        ]
-    except DOWNLOAD_ERRORS as e:
-        raise _cifar10_not_found(root, f"download failed ({e})") from e
-    return _cifar10_from_torchvision(sets, mode, image_size)
+    # Downloaded into a temporary folder, moved under root only once complete.
+    with tempfile.TemporaryDirectory(prefix="ablate-cifar10-") as tmp:
+        try:
+            for train in (True, False):
+                torchvision.datasets.CIFAR10(tmp, train=train, download=True)
+        except DOWNLOAD_ERRORS as e:
+            reason = f"the download failed ({type(e).__name__}: {e}; offline?)"
+            raise _cifar10_not_found(root, reason, download=True) from e
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.move(Path(tmp) / "cifar-10-batches-py", root / "cifar-10-batches-py")
+    return _read_cifar10_batches(root / "cifar-10-batches-py", mode, image_size)
 
 
 class CIFAR10(ImageDataModule):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +34,34 @@ MNIST_FILES = (
 # --- mnist / fashion_mnist --------------------------------------------------------------------
 
 
-def _idx_not_found(tv_name: str, root: Path, reason: str) -> DatasetNotFoundError:
+def _idx_not_found(
+    tv_name: str, root: Path, reason: str, download: bool = False
+) -> DatasetNotFoundError:
     raw = root / tv_name / "raw"
+    online = "" if download else " Or set data.download=true on a machine with internet access."
     return DatasetNotFoundError(
         f"{tv_name} not found: {reason}. Expected the IDX files in {raw}: "
-        f"{', '.join(MNIST_FILES)} (torchvision's layout). {FIX_PATHS} "
-        "Or set data.download=true on a machine with internet access."
+        f"{', '.join(MNIST_FILES)} (torchvision's layout). {FIX_PATHS}{online}"
     )
+
+
+def _download_idx(tv_name: str, root: Path) -> None:
+    """Download into a temporary folder and move the files under root only once all are complete."""
+    import torchvision.datasets  # slow import, only needed to download
+
+    cls = getattr(torchvision.datasets, tv_name)
+    with tempfile.TemporaryDirectory(prefix=f"ablate-{tv_name}-") as tmp:
+        try:
+            for train in (True, False):
+                cls(tmp, train=train, download=True)
+        except DOWNLOAD_ERRORS as e:
+            reason = f"the download failed ({type(e).__name__}: {e}; offline?)"
+            raise _idx_not_found(tv_name, root, reason, download=True) from e
+        raw = root / tv_name / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        for name in MNIST_FILES:
+            if not (raw / name).exists():
+                shutil.move(Path(tmp) / tv_name / "raw" / name, raw / name)
 
 
 def _locate_idx(tv_name: str, root: Path, *, download: bool) -> list[str]:
@@ -91,16 +114,14 @@ def _idx_count(path: Path, ndim: int) -> int:
 def _load_idx(
     tv_name: str, root: Path, *, download: bool, channels: int | None, image_size: Size | None
 ) -> ImageData:
-    missing = _locate_idx(tv_name, root, download=download)
+    if _locate_idx(tv_name, root, download=download):  # missing files, download on
+        _download_idx(tv_name, root)
     import torchvision.datasets  # slow import, only needed on a cache miss
 
     cls = getattr(torchvision.datasets, tv_name)
-    # download=True only when files are missing, so torchvision never touches a complete root.
-    try:
-        sets = [cls(str(root), train=train, download=bool(missing)) for train in (True, False)]
+    try:  # download=False: torchvision never touches root
+        sets = [cls(str(root), train=train, download=False) for train in (True, False)]
     except DOWNLOAD_ERRORS as e:
-        if missing:
-            raise _idx_not_found(tv_name, root, f"download failed ({e})") from e
         raise DatasetCorruptError(
             f"Cannot read the {tv_name} IDX files in {root / tv_name / 'raw'} ({e}). {FIX_REDOWNLOAD}"
         ) from e
