@@ -1,0 +1,132 @@
+"""The manual cannot drift: every shell command in README.md runs as written, made fast by
+overrides appended at its end (a tiny training budget, a temporary log_dir), and fails this test
+when it no longer works. Commands that cannot run here are listed in SKIPPED with the reason."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+README = REPO / "README.md"
+SHARED_DATA = REPO.parent / "shared" / "data"
+CACHE = REPO / "data" / "cache"  # the decoded datasets `make train` uses too (never ../shared)
+
+# Commands that do not run in a test, by a piece of their text, with why.
+SKIPPED = {
+    "make install": "CI runs it before the tests; it rebuilds .venv",
+    "make tensorboard": "a server that runs until stopped (checked in a browser, issue 15)",
+    "submitit_slurm": "needs a SLURM cluster",
+    "make speedrun": "a benchmark of three fresh full runs",
+}
+# Appended to every training command: a few steps, one val/test batch, files in the test's folder.
+TINY = [
+    "data.train_subset=64",
+    "data.batch_size=32",
+    "data.eval_batch_size=64",
+    "data.eval_train_max=0",
+    "trainer.max_steps=2",
+    "trainer.max_epochs=1",
+    "++trainer.limit_val_batches=1",
+    "++trainer.limit_test_batches=1",
+    "++trainer.val_check_interval=null",
+    "++trainer.check_val_every_n_epoch=1",
+    "callbacks.progress_bar=null",
+]
+# Sweeps shrunk by overriding their sweep values last (Hydra: the last value of a key wins).
+SHRINK = {"seed=0,1": "seed=0", "EXP=": "seed=0", "n_trials=": "hydra.sweeper.n_trials=2"}
+
+
+def readme_commands() -> list[str]:
+    """Shell commands of README.md's bash blocks (continuations joined, comments dropped), and the
+    `$ command` lines of its transcripts."""
+    commands = []
+    for lang, body in re.findall(r"```(\w*)\n(.*?)```", README.read_text(), re.S):
+        text = body.replace("\\\n", " ")
+        for line in text.splitlines():
+            line = line.strip()
+            if lang == "bash" and line and not line.startswith("#"):
+                commands.append(re.sub(r"\s+#.*$", "", line).strip())
+            elif not lang and line.startswith("$ "):
+                commands.append(line[2:].strip())
+    return commands
+
+
+def _skip_reason(command: str) -> str | None:
+    return next((why for key, why in SKIPPED.items() if key in command), None)
+
+
+COMMANDS = readme_commands()
+
+
+def test_the_readme_has_commands_and_every_skip_is_used():
+    assert len(COMMANDS) >= 15
+    used = {key for key in SKIPPED for c in COMMANDS if key in c}
+    assert used == set(SKIPPED), (
+        f"SKIPPED names commands the README no longer has: {set(SKIPPED) - used}"
+    )
+
+
+def _fast(command: str, tmp: Path) -> str:
+    """The command with the tiny overrides appended (inside ARGS for make)."""
+    words = shlex.split(command)
+    if "--cfg" in words or words[-1:] == ["--help"]:
+        return command
+    extra = [*TINY, f"log_dir={tmp / 'logs'}", f"data.cache_dir={CACHE}"]
+    extra += [v for k, v in SHRINK.items() if k in command]
+    if words[0] == "make":
+        if words[1] == "report":  # the sweep it reports on ran with the tiny overrides: a variant
+            return command.replace("logs/", f"{tmp / 'logs'}/")
+        args = next((w.split("=", 1)[1] for w in words if w.startswith("ARGS=")), "")
+        rest = [w for w in words if not w.startswith("ARGS=")]
+        return shlex.join([*rest, f"ARGS={' '.join([args, *extra]).strip()}"])
+    return shlex.join([*words, *extra])
+
+
+def _expected_error(command: str) -> str | None:
+    """The `error:` line a README transcript shows right after the command, if any."""
+    lines = README.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == f"$ {command}" and i + 1 < len(lines):
+            nxt = lines[i + 1].strip()
+            return nxt if nxt.startswith("error:") else None
+    return None
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("command", COMMANDS)
+def test_readme_command_works_as_written(command, tmp_path_factory):
+    if why := _skip_reason(command):
+        pytest.skip(why)
+    if command.startswith("make sweep"):
+        pytest.skip("run by the `make report` case, which reports on this sweep")
+    if not (SHARED_DATA / "MNIST" / "raw").is_dir():
+        pytest.skip("the README's commands train on the real datasets in ../shared/data")
+    tmp = tmp_path_factory.mktemp("readme")
+    if command.startswith("make report"):  # reports the sweep of the README's preceding command
+        sweep = next(c for c in COMMANDS if c.startswith("make sweep"))
+        _ok(subprocess.run(_fast(sweep, tmp), shell=True, cwd=REPO, capture_output=True, text=True))
+        (found,) = (tmp / "logs" / "experiments").glob("reg_gap_quick*")
+        command = command.replace(
+            "logs/experiments/reg_gap_quick", f"logs/experiments/{found.name}"
+        )
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "MPLBACKEND": "Agg"}
+    proc = subprocess.run(
+        _fast(command, tmp), shell=True, cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    if expected := _expected_error(command):
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert expected in proc.stderr.splitlines()
+        assert "Traceback" not in proc.stderr
+        return
+    _ok(proc)
+
+
+def _ok(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, f"{proc.args}\nexit {proc.returncode}\n{proc.stderr[-4000:]}"
