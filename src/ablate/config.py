@@ -142,26 +142,24 @@ def auto_precision(accelerator: str) -> str:
     return "32-true"
 
 
+def _repo_root() -> str:
+    return str(REPO_ROOT)
+
+
+RESOLVERS = {
+    f.__name__.lstrip("_"): f
+    for f in (
+        _repo_root, run_name, sweep_name, sweep_dir_name, preset_dir, default_data_root,
+        linear_scaling, on_gpu, auto_precision,
+    )
+}  # fmt: skip
+
+
 def register_resolvers() -> None:
     """Register the project's resolvers once (idempotent)."""
-    if not OmegaConf.has_resolver("repo_root"):
-        OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
-    if not OmegaConf.has_resolver("run_name"):
-        OmegaConf.register_new_resolver("run_name", run_name)
-    if not OmegaConf.has_resolver("linear_scaling"):
-        OmegaConf.register_new_resolver("linear_scaling", linear_scaling)
-    if not OmegaConf.has_resolver("sweep_name"):
-        OmegaConf.register_new_resolver("sweep_name", sweep_name)
-    if not OmegaConf.has_resolver("sweep_dir_name"):
-        OmegaConf.register_new_resolver("sweep_dir_name", sweep_dir_name)
-    if not OmegaConf.has_resolver("preset_dir"):
-        OmegaConf.register_new_resolver("preset_dir", preset_dir)
-    if not OmegaConf.has_resolver("default_data_root"):
-        OmegaConf.register_new_resolver("default_data_root", default_data_root)
-    if not OmegaConf.has_resolver("on_gpu"):
-        OmegaConf.register_new_resolver("on_gpu", on_gpu)
-    if not OmegaConf.has_resolver("auto_precision"):
-        OmegaConf.register_new_resolver("auto_precision", auto_precision)
+    for name, fn in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
 
 
 register_resolvers()
