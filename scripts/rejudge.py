@@ -1,0 +1,108 @@
+"""Judge the landed quick studies again with today's verdict rule, from their results.csv.
+
+    .venv/bin/python scripts/rejudge.py            (prints a markdown table: old and new verdicts)
+
+The runs are the landed ones (docs/results/<preset>/results.csv); only the statistics are new.
+Claims on metrics results.csv does not hold (the landscape probes) are listed as not judgeable.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from ablate.config import CONF_DIR  # noqa: E402
+from ablate.report.claims import judge_all  # noqa: E402
+from ablate.report.claims_section import fmt_difference  # noqa: E402
+from ablate.report.runs import STEPS, Run, _num  # noqa: E402
+from ablate.report.stats import step_budget  # noqa: E402
+from ablate.report.sweep import Sweep, order_levels  # noqa: E402
+
+NOT_FACTORS = {
+    "run",
+    "status",
+    "seed",
+    "steps",
+    "epochs",
+    "wall_time_s",
+    "diverged_at_step",
+    "error",
+}
+
+
+def load(preset: str) -> Sweep:
+    """The landed runs of a preset as a Sweep, with the claims its config declares."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={preset}"])
+    block = OmegaConf.to_container(cfg.report) if "report" in cfg else {}
+    rows = list(csv.DictReader((REPO / "docs" / "results" / preset / "results.csv").open()))
+    metrics = [k for k in rows[0] if "/" in k or k == STEPS]
+    factors = [k for k in rows[0] if k not in NOT_FACTORS and k not in metrics]
+    runs = []
+    for row in rows:
+        run = Run(
+            row["run"], row["status"], seed=row["seed"], overrides={f: row[f] for f in factors}
+        )
+        run.metrics = {m: _num(row[m]) for m in metrics if m != STEPS}
+        run.steps, run.factors = _num(row["steps"]), {f: row[f] for f in factors}
+        stt = row.get(STEPS, "")
+        run.steps_to_target = None if block.get("target_acc") is None else _num(stt or "nan")
+        runs.append(run)
+    levels = {f: order_levels({r.factors[f] for r in runs}, []) for f in factors}
+    target = block.get("target_acc")
+    claims = [c for c in block.get("claims") or [] if isinstance(c, dict)]
+    return Sweep(REPO, runs, factors, levels, None, target, claims, step_budget(runs))
+
+
+def old_verdicts(preset: str) -> dict[str, str]:
+    """claim text -> the verdict the landed summary.md printed."""
+    text = (REPO / "docs" / "results" / preset / "summary.md").read_text()
+    return {m[1]: m[0] for m in re.findall(r"^- \*\*([^*]+)\*\*: “([^”]+)”", text, re.M)}
+
+
+def _old(old: dict[str, str], text: str) -> str:
+    """The old verdict of a claim (old reports cut a claim's text at its first comma)."""
+    return next((v for k, v in old.items() if text.startswith(k)), "-")
+
+
+def main() -> None:
+    print("| preset | claim | old verdict | new verdict | difference [CI] | wins | seeds needed |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for path in sorted((REPO / "docs" / "results").glob("*_quick/results.csv")):
+        preset = path.parent.name
+        sweep, old = load(preset), old_verdicts(preset)
+        judgeable = [
+            c
+            for c in sweep.claims
+            if c["metric"] == STEPS or any(c["metric"] in r.metrics for r in sweep.runs)
+        ]
+        for c in sweep.claims:
+            if c not in judgeable:
+                print(
+                    f"| {preset} | {c['text']} | {_old(old, c['text'])} | not in results.csv | | | |"
+                )
+        for v in judge_all(sweep, judgeable):
+            cmp = v.comparison
+            wins = f"{cmp.wins}/{cmp.n}" if cmp is not None and cmp.pairing == "paired" else ""
+            needed = (
+                ""
+                if v.decided or math.isnan(v.needed)
+                else (">1000" if math.isinf(v.needed) else f"{v.needed:.0f}")
+            )
+            print(
+                f"| {preset} | {v.claim['text']} | {_old(old, v.claim['text'])} | **{v.label}** "
+                f"| {fmt_difference(v)} | {wins} | {needed} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
