@@ -161,3 +161,10 @@ def patch_read(monkeypatch, option: str, read) -> None:
     from ablate.data.sources import source
 
     monkeypatch.setattr(source(option), "read", classmethod(lambda cls, *a, **k: read(*a, **k)))
+
+
+def assert_ok(proc: subprocess.CompletedProcess) -> None:
+    """A command exited 0; else fail with its exit code and the end of its output."""
+    assert proc.returncode == 0, (
+        f"{proc.args}\nexit {proc.returncode}\n{(proc.stdout or '')[-2000:]}\n{(proc.stderr or '')[-4000:]}"
+    )

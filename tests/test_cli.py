@@ -9,7 +9,7 @@ from importlib.metadata import version
 
 import pytest
 import torch
-from conftest import REPO, fast_overrides, run_cli, summaries
+from conftest import REPO, assert_ok, fast_overrides, run_cli, summaries
 
 GROUPS = [
     "model",
@@ -29,12 +29,6 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
 
 
-def _ok(proc: subprocess.CompletedProcess) -> None:
-    assert proc.returncode == 0, (
-        f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    )
-
-
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_option_of_a_group_trains(group, data_root, tmp_path):
     """One multirun per group: each option composes with the defaults and trains end to end."""
@@ -50,7 +44,7 @@ def test_every_option_of_a_group_trains(group, data_root, tmp_path):
     if group == "trainer":
         overrides.remove("trainer=cpu")
     proc = run_cli("-m", f"{group}={','.join(runnable)}", *overrides, f"hydra.sweep.dir={sweep}")
-    _ok(proc)
+    assert_ok(proc)
     found = summaries(sweep)
     for option in runnable:
         s = found[f"{group}={option}"]
@@ -61,7 +55,7 @@ def test_every_option_of_a_group_trains(group, data_root, tmp_path):
 
 def test_gpu_trainer_option_composes(data_root, tmp_path):
     proc = run_cli("trainer=gpu", *fast_overrides(data_root, tmp_path)[:3], "--cfg", "job")
-    _ok(proc)
+    assert_ok(proc)
     assert "accelerator: gpu" in proc.stdout
 
 
@@ -73,7 +67,7 @@ def test_every_dataset_format_trains(dataset, data_root, tmp_path):
             f"data.root={data_root / 'folder'}"
         ]
     proc = run_cli(f"data={dataset}", "aug=light", *overrides, f"hydra.run.dir={tmp_path / 'run'}")
-    _ok(proc)
+    assert_ok(proc)
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["status"] == "completed"
     assert s["config"]["data"]["dataset"] == dataset
@@ -89,7 +83,7 @@ def test_two_by_two_multirun_names_runs_by_overrides(data_root, tmp_path):
         *fast_overrides(data_root, tmp_path),
         f"hydra.sweep.dir={sweep}",
     )
-    _ok(proc)
+    assert_ok(proc)
     names = sorted(summaries(sweep))
     assert names == [
         "norm=batch,reg=dropout",
@@ -113,7 +107,7 @@ def test_same_seed_same_metrics_and_seed_changes_them(data_root, tmp_path):
     ]
     runs = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        _ok(run_cli(*common, f"seed={seed}", f"hydra.run.dir={tmp_path / name}"))
+        assert_ok(run_cli(*common, f"seed={seed}", f"hydra.run.dir={tmp_path / name}"))
         runs[name] = json.loads((tmp_path / name / "summary.json").read_text())["metrics"]
     keys = ["test/acc", "test/loss", "val/acc_best", "train/loss_epoch", "train_eval/acc"]
     assert {k: runs["a"][k] for k in keys} == {k: runs["b"][k] for k in keys}
@@ -124,7 +118,7 @@ def test_worker_processes_keep_augmentation_reproducible(data_root, tmp_path):
     common = [*fast_overrides(data_root, tmp_path), "aug=light", "data.num_workers=2"]
     losses = []
     for name in ("a", "b"):
-        _ok(run_cli(*common, f"hydra.run.dir={tmp_path / name}"))
+        assert_ok(run_cli(*common, f"hydra.run.dir={tmp_path / name}"))
         losses.append(
             json.loads((tmp_path / name / "summary.json").read_text())["metrics"][
                 "train/loss_epoch"
@@ -137,7 +131,7 @@ def test_summary_and_tensorboard_contents(data_root, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
-    _ok(
+    assert_ok(
         run_cli(
             *fast_overrides(data_root, tmp_path),
             "reg=all",
@@ -216,7 +210,7 @@ def test_make_train_runs_the_cli(data_root, tmp_path):
         text=True,
         timeout=600,
     )
-    _ok(proc)
+    assert_ok(proc)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "completed"
     assert "summary" in proc.stdout + proc.stderr
 
@@ -237,7 +231,7 @@ def test_real_mnist_reaches_95_percent_in_300_steps(tmp_path):
         f"log_dir={tmp_path / 'logs'}",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
-    _ok(proc)
+    assert_ok(proc)
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["steps"] == 300
     assert s["metrics"]["test/acc"] > 0.95

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import fast_overrides, run_cli, summaries
-
-
-def _ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-4000:]}"
+from conftest import assert_ok, fast_overrides, run_cli, summaries
 
 
 def test_joblib_runs_cells_in_parallel_with_threads_split(data_root, tmp_path):
     sweep = tmp_path / "sweep"
-    _ok(
+    assert_ok(
         run_cli(
             "-m",
             "hydra/launcher=joblib",
@@ -35,7 +31,7 @@ def test_joblib_runs_cells_in_parallel_with_threads_split(data_root, tmp_path):
 @pytest.mark.slow
 def test_submitit_local_launcher_runs_a_sweep(data_root, tmp_path):
     sweep = tmp_path / "sweep"
-    _ok(
+    assert_ok(
         run_cli(
             "-m",
             "hydra/launcher=submitit_local",
@@ -52,7 +48,7 @@ def test_submitit_local_launcher_runs_a_sweep(data_root, tmp_path):
 
 def test_optuna_search_runs_trials_and_records_them(data_root, tmp_path):
     sweep = tmp_path / "sweep"
-    _ok(
+    assert_ok(
         run_cli(
             "-m",
             "hparams_search=optuna",

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, assert_ok
 
 README = REPO / "README.md"
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -110,7 +110,9 @@ def test_readme_command_works_as_written(command, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("readme")
     if command.startswith("make report"):  # reports the sweep of the README's preceding command
         sweep = next(c for c in COMMANDS if c.startswith("make sweep"))
-        _ok(subprocess.run(_fast(sweep, tmp), shell=True, cwd=REPO, capture_output=True, text=True))
+        assert_ok(
+            subprocess.run(_fast(sweep, tmp), shell=True, cwd=REPO, capture_output=True, text=True)
+        )
         (found,) = (tmp / "logs" / "experiments").glob("reg_gap_quick*")
         command = command.replace(
             "logs/experiments/reg_gap_quick", f"logs/experiments/{found.name}"
@@ -125,8 +127,4 @@ def test_readme_command_works_as_written(command, tmp_path_factory):
         assert expected in proc.stderr.splitlines()
         assert "Traceback" not in proc.stderr
         return
-    _ok(proc)
-
-
-def _ok(proc: subprocess.CompletedProcess) -> None:
-    assert proc.returncode == 0, f"{proc.args}\nexit {proc.returncode}\n{proc.stderr[-4000:]}"
+    assert_ok(proc)

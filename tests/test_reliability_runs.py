@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, fast_overrides, run_cli, summaries
+from conftest import REPO, assert_ok, fast_overrides, run_cli, summaries
 from filelock import FileLock
 
 from ablate.run.checkpoint import AtomicCheckpointIO
@@ -41,10 +41,6 @@ ENV = {"OMP_NUM_THREADS": "1"}
 def _args(data_root: Path, tmp: Path, run: Path, *extra: str) -> list[str]:
     base = [a for a in fast_overrides(data_root, tmp) if a != "trainer.max_epochs=1"]
     return [*base, *RESUMABLE, *extra, f"hydra.run.dir={run}"]
-
-
-def _ok(proc: subprocess.CompletedProcess) -> None:
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-4000:]}"
 
 
 def _summary(run: Path) -> dict:
@@ -88,7 +84,7 @@ def assert_same_result(reference: Path, run: Path) -> None:
 def reference(data_root, tmp_path_factory) -> Path:
     """The uninterrupted run every restarted run must reproduce."""
     tmp = tmp_path_factory.mktemp("reference")
-    _ok(run_cli(*_args(data_root, tmp, tmp / "run"), env=ENV))
+    assert_ok(run_cli(*_args(data_root, tmp, tmp / "run"), env=ENV))
     return tmp / "run"
 
 
@@ -101,7 +97,7 @@ def test_sigkill_mid_epoch_resumes_to_the_same_result(data_root, tmp_path, refer
     assert _summary(run)["status"] == "running"
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 8
     resumed = run_cli(*args, env=ENV)  # the same command
-    _ok(resumed)
+    assert_ok(resumed)
     assert "resuming the interrupted run" in resumed.stdout + resumed.stderr
     assert_same_result(reference, run)
 
@@ -116,7 +112,7 @@ def test_sigkill_with_loader_workers_resumes_to_the_result_without_workers(
     args = _args(data_root, tmp_path, run, "data.num_workers=1", "data.on_device=false")
     killed = run_cli(*args, env={**ENV, "ABLATE_FAULT": "kill_at_step:10"})
     assert killed.returncode == -signal.SIGKILL
-    _ok(run_cli(*args, env=ENV))
+    assert_ok(run_cli(*args, env=ENV))
     assert_same_result(reference, run)
 
 
@@ -131,7 +127,7 @@ def test_sigterm_saves_exits_143_and_the_same_command_resumes(data_root, tmp_pat
     s = _summary(run)
     assert s["status"] == "interrupted" and 4 <= s["interrupted_at_step"] < 12
     assert "run the same command to resume" in out + err
-    _ok(run_cli(*args, env=ENV))
+    assert_ok(run_cli(*args, env=ENV))
     assert_same_result(reference, run)
 
 
@@ -153,7 +149,7 @@ def test_damaged_last_checkpoint_is_refused_until_resume_fresh(data_root, tmp_pa
     assert len(errors) == 1 and str(last) in errors[0] and "resume=fresh" in errors[0]
     assert last.read_bytes() == damaged and (run / "summary.json").read_bytes() == summary_before
 
-    _ok(run_cli(*args, "resume=fresh", env=ENV))
+    assert_ok(run_cli(*args, "resume=fresh", env=ENV))
     assert _summary(run)["status"] == "completed"
     (aside,) = tmp_path.glob("run.old-*")  # the earlier run, moved aside whole
     assert (aside / "checkpoints" / "last.ckpt").read_bytes() == damaged
@@ -277,11 +273,11 @@ def test_sigkill_then_the_same_plain_command_resumes(data_root, tmp_path, refere
     killed = run_cli(*args, env={**ENV, "ABLATE_FAULT": "kill_at_step:10"})
     assert killed.returncode == -signal.SIGKILL
     resumed = run_cli(*args, env=ENV)
-    _ok(resumed)
+    assert_ok(resumed)
     assert "resuming the interrupted run" in resumed.stdout + resumed.stderr
     assert_same_result(reference, _only_run(tmp_path))  # one folder: the same run, finished
     again = run_cli(*args, env=ENV)  # finished: skipped, nothing rewritten
-    _ok(again)
+    assert_ok(again)
     assert "already completed, skipped" in again.stdout + again.stderr
 
 
@@ -296,18 +292,21 @@ def test_sigterm_then_the_same_plain_command_resumes(data_root, tmp_path, refere
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-3000:]
     assert _summary(_only_run(tmp_path))["status"] == "interrupted"
-    _ok(run_cli(*args, env=ENV))
+    assert_ok(run_cli(*args, env=ENV))
     assert_same_result(reference, _only_run(tmp_path))
 
 
 def test_an_adhoc_sweep_resumes_its_killed_cell_with_the_same_command(data_root, tmp_path):
     args = ["-m", *_plain_args(data_root, tmp_path, "trainer.max_epochs=1"), "norm=none,batch"]
-    killed = run_cli(*args, env={**ENV, "ABLATE_FAULT": "kill_at_step:4@norm._target_=ablate.techniques.norm.batch"})
+    killed = run_cli(
+        *args,
+        env={**ENV, "ABLATE_FAULT": "kill_at_step:4@norm._target_=ablate.techniques.norm.batch"},
+    )
     assert killed.returncode == -signal.SIGKILL
     (sweep,) = (tmp_path / "logs" / "multiruns").iterdir()
     first = json.loads((sweep / "norm=none" / "summary.json").read_text())
     assert first["status"] == "completed"
-    _ok(run_cli(*args, env=ENV))
+    assert_ok(run_cli(*args, env=ENV))
     assert [p.name for p in (tmp_path / "logs" / "multiruns").iterdir()] == [sweep.name]
     found = summaries(sweep)
     assert {k: v["status"] for k, v in found.items()} == {
@@ -324,7 +323,7 @@ def test_cells_that_failed_for_missing_data_complete_once_data_dir_points_at_it(
     args = ["-m", *common, *TINY, "norm=none,batch"]
     missing = run_cli(*args, env={**ENV, "DATA_DIR": str(tmp_path / "nowhere")})
     assert missing.returncode != 0 and "not found" in missing.stderr
-    _ok(run_cli(*args, env={**ENV, "DATA_DIR": str(data_root)}))
+    assert_ok(run_cli(*args, env={**ENV, "DATA_DIR": str(data_root)}))
     statuses = {v["status"] for v in summaries(tmp_path / "logs" / "multiruns").values()}
     assert statuses == {"completed"}
 
@@ -333,8 +332,8 @@ def test_resume_fresh_moves_the_old_run_outside_the_sweeps_runs(data_root, tmp_p
     from ablate.report import load_sweep
 
     args = ["-m", *fast_overrides(data_root, tmp_path), *TINY, "norm=none,batch"]
-    _ok(run_cli(*args, env=ENV))
-    _ok(run_cli(*args, "resume=fresh", env=ENV))
+    assert_ok(run_cli(*args, env=ENV))
+    assert_ok(run_cli(*args, "resume=fresh", env=ENV))
     (sweep,) = (tmp_path / "logs" / "multiruns").iterdir()
     assert len([p for p in sweep.iterdir() if ".old-" in p.name]) == 2  # kept, not deleted
     assert sorted(r.name for r in load_sweep(sweep).runs) == ["norm=batch", "norm=none"]

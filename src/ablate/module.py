@@ -182,7 +182,7 @@ class Classifier(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch
         logits = self.predict_logits(x)
-        self.val_loss(F.cross_entropy(logits, y))
+        self.val_loss(F.cross_entropy(logits, y), len(y))  # weighted: independent of the batching
         self.val_acc(logits, y)
         self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=True)
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
@@ -219,7 +219,7 @@ class Classifier(L.LightningModule):
             if dataloader_idx == 0
             else ("train_eval", self.train_eval_loss, self.train_eval_acc)
         )
-        loss_metric(loss)
+        loss_metric(loss, len(y))  # weighted by batch size: a per-image mean
         acc_metric(logits, y)
         self.log(f"{prefix}/loss", loss_metric, on_epoch=True, add_dataloader_idx=False)
         self.log(f"{prefix}/acc", acc_metric, on_epoch=True, add_dataloader_idx=False)

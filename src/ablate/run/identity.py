@@ -29,6 +29,7 @@ NOT_IDENTITY = (
     "data.cache_dir",
     "data.download",
     "data.num_workers",  # batches are seeded per (seed, epoch, rank, batch): workers change nothing
+    "data.eval_batch_size",  # val/test scores do not depend on how the split is batched
     "logger",
     "callbacks.progress_bar",
 )
