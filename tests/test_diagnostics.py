@@ -248,9 +248,7 @@ def test_diagnostics_full_trains_end_to_end(data_root, tmp_path):
     )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    (event_dir,) = {
-        p.rsplit("/", 1)[0] for p in glob.glob(str(tmp_path / "logs/runs/*/events.*"))
-    }
+    (event_dir,) = {p.rsplit("/", 1)[0] for p in glob.glob(str(tmp_path / "logs/runs/*/events.*"))}
     events = EventAccumulator(event_dir, size_guidance={"histograms": 0}).Reload()
     tags = events.Tags()
     assert any(t.startswith("activations/net.") and t.endswith("/p85") for t in tags["scalars"])
@@ -294,6 +292,9 @@ def test_landscape_sweep_report_draws_both_configs_and_judges_the_claims(data_ro
     assert "![landscape.png](landscape.png)" in summary_md
     assert "BatchNorm lowers the effective beta-smoothness" in summary_md
     # One verdict line per claim, from seeds paired across the two cells (both ran seeds 0 and 1).
-    line = re.search(r"- \*\*(supported|contradicted|no effect|inconclusive)[^*]*\*\*: “BatchNorm lowers the effective beta-smoothness[^\n]*", summary_md)
+    line = re.search(
+        r"- \*\*(supported|contradicted|no effect|inconclusive)[^*]*\*\*: “BatchNorm lowers the effective beta-smoothness[^\n]*",
+        summary_md,
+    )
     assert line is not None, summary_md
     assert "paired" in line.group(0)

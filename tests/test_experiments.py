@@ -50,12 +50,21 @@ def test_preset_composes_and_sweeps_claimed_factors_over_seeds(name, scale):
             "worse",
             "higher_is_better",
             "where",
+            "by",
+            "margin",
+            "nuisance",
         }, claim
         assert claim.factor in params, claim.text
         levels = _sweep_values(params[claim.factor])
         assert str(claim.better) in levels and str(claim.worse) in levels, claim.text
         for key, value in (claim.get("where") or {}).items():
             assert str(value) in _sweep_values(params[key]), claim.text
+        if by := claim.get("by"):  # an interaction: both levels of a swept key
+            assert {str(by["from"]), str(by["to"])} <= set(_sweep_values(params[by.key])), (
+                claim.text
+            )
+        for key in claim.get("nuisance") or []:
+            assert key in params, claim.text
     assert cfg.hydra.sweep.dir.endswith(name + ("_quick" if scale == "quick" else ""))
     if scale == "quick":
         assert cfg.data.dataset in ("mnist", "fashion_mnist")
@@ -98,7 +107,10 @@ def test_a_shrunk_real_sweep_reports_every_run(data_root, tmp_path):
     summary_md = (out / "summary.md").read_text()
     assert "Dropout shrinks the train-test gap" in summary_md
     # One verdict line per claim, from seeds paired across the two cells (both ran seeds 0 and 1).
-    line = re.search(r"- \*\*(supported|contradicted|no effect|inconclusive)[^*]*\*\*: “Dropout shrinks the train-test gap[^\n]*", summary_md)
+    line = re.search(
+        r"- \*\*(supported|contradicted|no effect|inconclusive)[^*]*\*\*: “Dropout shrinks the train-test gap[^\n]*",
+        summary_md,
+    )
     assert line is not None, summary_md
     assert "paired" in line.group(0)
     statuses = {json.loads(p.read_text())["status"] for p in sweep.rglob("summary.json")}

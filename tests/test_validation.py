@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
 from ablate.config import CONF_DIR
+from ablate.preflight import check_command_line, command_line_problems
 from ablate.validate import value_problems
 
 
@@ -58,6 +59,17 @@ def test_default_config_has_no_problems():
     assert value_problems(_compose()) == []
 
 
+def _refused(overrides: list[str], capsys) -> list[str]:
+    """Run the check `python -m ablate.train` starts with: exit 2 and its `error:` lines."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        check_command_line(overrides)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
@@ -68,33 +80,60 @@ def test_default_config_has_no_problems():
         (["data=image_folder"], "data.root"),
         (["norm=group", "norm.groups=5"], "norm.groups=5"),
         (["trainer.max_epoch=3"], "unknown key trainer.max_epoch"),
+        (["+trainer.max_epoch=3"], "not a lightning.Trainer argument (did you mean trainer.max_epochs?)"),
+        # what a constructor refuses, and what ended in a traceback (exit 1) before
+        (["seed=-1"], "error: seed=-1 is not allowed: null or an integer >= 0"),
+        (["model.channels=[32,64,128,256,512,1024]"], "model.channels has 6 pooled blocks"),
+        (["optim=adam", "optim.betas=[1.5,0.9]"], "optim.betas=[1.5, 0.9] is not allowed: a pair"),
+        (["norm=btach"], "norm=btach is not allowed: one of ['batch', 'batch_noisy', 'group',"),
+        (["data.on_device=true", "aug=strong"], "data.on_device=true but aug for digits has no"),
+        (["model=plain_deep", "model.pool_stages=6"], "model=plain_deep cannot be built for 1x28x28"),
+        (["norm=instance", "model.head_norm=true"], "model.head_norm=true with norm=instance"),
+        (["scheduler=none", "+scheduler.gamma=0.5"], "unknown key scheduler.gamma for scheduler=none"),
+        (["+trainer.deterministic=true"], "trainer.deterministic=true is not allowed: not set here"),
+        (["data.eval_batch_size=${oops}"], "data.eval_batch_size cannot be resolved"),
+        (["reg.dropout=["], "reg.dropout=[ cannot be parsed"),
+        (["-m", "reg.dropout=0.1,1.5"], "reg.dropout=1.5 is not allowed"),  # a sweep: before it starts
+        (["-m", "norm=batch,btach"], "norm=btach is not allowed"),
     ],
-)
-def test_cli_exits_2_with_one_line_and_writes_no_results(overrides, expected, data_root, tmp_path):
+)  # fmt: skip
+def test_bad_config_exits_2_with_one_line_and_writes_nothing(
+    overrides, expected, data_root, tmp_path, capsys
+):
     run = tmp_path / "run"
-    proc = run_cli(
-        *overrides,
-        *[
-            o
-            for o in fast_overrides(data_root, tmp_path)
-            if not o.startswith("data.root") or "data=image_folder" not in overrides
-        ],
-        f"hydra.run.dir={run}",
-    )
+    fast = fast_overrides(data_root, tmp_path)
+    if "data=image_folder" in overrides:
+        fast = [o for o in fast if not o.startswith("data.root")]
+    errors = _refused([*overrides, *fast, f"hydra.run.dir={run}"], capsys)
+    assert len(errors) == 1 and expected in errors[0], errors
+    assert not run.exists() and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize("seed", ["0", "null", "7"])
+def test_good_configs_pass_every_check(seed, data_root, tmp_path):
+    overrides = [*fast_overrides(data_root, tmp_path), f"seed={seed}"]
+    assert command_line_problems(overrides) == []  # seed 0 is a seed, null draws one
+    assert command_line_problems(["-m", "norm=group", "norm.groups=2,3", *overrides]) == []
+
+
+def test_refused_run_leaves_no_folder_and_no_summary_through_the_cli(tmp_path):
+    """data.on_device=true with aug=strong: the datamodule refuses it, before Hydra makes the run dir."""
+    proc = run_cli("data.on_device=true", "aug=strong", f"log_dir={tmp_path / 'logs'}")
     assert proc.returncode == 2, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and expected in errors[0], proc.stderr[-3000:]
-    assert not (run / "summary.json").exists() and not (run / "checkpoints").exists()
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert "data.on_device=true" in line and "data.on_device=null" in line
+    assert "Traceback" not in proc.stderr and not (tmp_path / "logs").exists()
 
 
 def test_unknown_option_name_keeps_hydras_list_of_choices(tmp_path):
     proc = run_cli("norm=btach", f"hydra.run.dir={tmp_path / 'run'}")
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert (
         "Could not find 'norm/btach'" in proc.stderr
         and "group" in proc.stderr
         and "batch" in proc.stderr
     )
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_finished_run_directory_is_never_written_over(data_root, tmp_path):
@@ -116,13 +155,12 @@ def test_a_finished_run_directory_is_never_written_over(data_root, tmp_path):
         "trainer.default_root_dir=/",
     ],
 )
-def test_output_paths_outside_the_run_dir_are_refused(override, data_root, tmp_path):
+def test_output_paths_outside_the_run_dir_are_refused(override, data_root, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    r = run_cli(*fast_overrides(data_root, tmp_path), f"hydra.run.dir={run_dir}", override)
-    assert r.returncode == 2, r.stderr[-2000:]
-    (line,) = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    overrides = [*fast_overrides(data_root, tmp_path), f"hydra.run.dir={run_dir}", override]
+    (line,) = _refused(overrides, capsys)
     assert override.split("=")[0] in line and "outside the run directory" in line
-    assert not (run_dir / "checkpoints").exists() and not (run_dir / "summary.json").exists()
+    assert not run_dir.exists()
 
 
 def test_output_paths_inside_the_run_dir_pass():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -18,7 +19,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.config import CONF_DIR, SWEPT_ENV, cli_swept_keys
+from ablate.config import COMMAND_ENV, CONF_DIR, SWEPT_ENV, cli_swept_keys
 from ablate.diagnostics.base import collect as collect_diagnostics
 from ablate.diagnostics.monitors import mark_run_start
 from ablate.models import build_model
@@ -143,6 +144,7 @@ def main() -> None:
     # `experiment` defaults to null in conf/train.yaml, so Hydra wants `experiment=x`; accept `+experiment=x` too.
     sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
     os.environ[SWEPT_ENV] = ",".join(sorted(cli_swept_keys(sys.argv[1:])))
+    os.environ[COMMAND_ENV] = json.dumps(sys.argv[1:])  # run/sweep folders: ablate.config
     from ablate.preflight import check_command_line
 
     check_command_line(sys.argv[1:])  # exit 2 on a config that cannot train: before Hydra writes

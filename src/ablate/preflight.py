@@ -1,0 +1,180 @@
+"""The command line checked before Hydra starts, so that a refused run leaves nothing behind.
+
+`check_command_line(argv)` composes the config the way the run will (conf/train.yaml and the
+overrides, hydra.* included) and runs every check of ablate.validate on it; any problem is one
+`error:` line and exit code 2, before Hydra creates the run directory. A sweep (-m) is refused
+when a value of it is wrong on its own (a type, a range, an unknown key or option, an output path,
+missing files): each swept value is checked with the other keys at their first value. A
+combination that cannot train (e.g. norm.groups=3 with a width of 32) fails only its own cell
+when the sweep reaches it, as before: recorded in its summary.json, the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ablate.config import CONF_DIR
+from ablate.run.identity import same_overrides_problems
+from ablate.schema import STRICT_GROUPS
+from ablate.schema.trainer import TRAINER_ARGS
+from ablate.validate import config_problems, fail, omegaconf_problem, one_line
+
+MULTIRUN = ("-m", "--multirun")
+REMOTE_LAUNCHERS = ("submitit_slurm",)  # jobs run on other machines: their Trainer is built there
+
+
+def check_command_line(argv: list[str]) -> None:
+    """Exit with code 2 and one `error:` line per problem if the command line cannot train."""
+    if problems := command_line_problems(argv):
+        fail(problems)
+
+
+def command_line_problems(argv: list[str]) -> list[str]:
+    """The problems of the run (or of each swept value) that argv asks for; [] when it can train.
+
+    Anything else Hydra is asked for (--help, --cfg, --info, another config...) is left to Hydra.
+    """
+    if any(a.startswith("-") and a not in MULTIRUN for a in argv):
+        return []
+    args = [a for a in argv if a not in MULTIRUN]
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except OverrideParseException:
+        return [_parse_problem(args)]
+    multirun = any(a in MULTIRUN for a in argv)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        if not multirun:
+            if problems := _explicit_run_dir_problems(parsed):
+                return problems
+            return _cell_problems(args, multirun=False)
+        return _sweep_problems(parsed)
+
+
+def _parse_problem(args: list[str]) -> str:
+    for a in args:
+        try:
+            OverridesParser.create().parse_overrides([a])
+        except OverrideParseException as e:
+            reason = one_line(str(e).split("\nSee ")[0])
+            return (
+                f"{a} cannot be parsed: {reason} (override grammar: "
+                "https://hydra.cc/docs/advanced/override_grammar/basic)"
+            )
+    return "the command line cannot be parsed"
+
+
+def _explicit_run_dir_problems(parsed: list) -> list[str]:
+    """A hydra.run.dir holding a run of other overrides is refused before Hydra writes its .hydra/."""
+    for ov in parsed:
+        if ov.key_or_group == "hydra.run.dir" and not ov.is_sweep_override():
+            run_dir = str(ov.value())
+            task = [o.input_line for o in parsed if not o.key_or_group.startswith("hydra")]
+            if "${" not in run_dir:
+                return same_overrides_problems(run_dir, task)
+    return []
+
+
+def _sweep_problems(parsed: list) -> list[str]:
+    """Each swept value (command line, and a basic sweeper's hydra.sweeper.params) on its own."""
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    try:
+        base = compose(config_name="train", overrides=fixed, return_hydra_config=True)
+    except Exception as e:  # noqa: BLE001 - Hydra's own message, made one line
+        return [compose_problem(e, fixed)]
+    sweeper = OmegaConf.select(base, "hydra.sweeper", default=None) or {}
+    swept = [o for o in parsed if o.is_sweep_override()]
+    if str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+        swept = OverridesParser.create().parse_overrides(params) + swept
+    values: dict[str, list[str]] = {}  # key -> its values, the command line's last
+    for ov in swept:
+        try:
+            values[ov.get_key_element()] = [
+                f"{ov.get_key_element()}={v}" for v in ov.sweep_string_iterator()
+            ]
+        except Exception:  # noqa: BLE001 - e.g. interval(): a sweeper's distribution, or glob
+            values.pop(ov.get_key_element(), None)
+    first = {k: v[0] for k, v in values.items() if v}
+    cells = [[*fixed, *first.values()]]
+    for key, options in values.items():
+        cells += [[*fixed, *{**first, key: v}.values()] for v in options[1:]]
+    problems: list[str] = []
+    for cell in cells:
+        problems += [p for p in _cell_problems(cell, multirun=True) if p not in problems]
+    return problems
+
+
+def _cell_problems(overrides: list[str], *, multirun: bool) -> list[str]:
+    """The problems of one run composed from the overrides, in the run directory Hydra will use."""
+    try:
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    except Exception as e:  # noqa: BLE001 - Hydra's own message, made one line
+        return [compose_problem(e, overrides)]
+    # What ${hydra:runtime.output_dir} will be (set by Hydra when it starts the job).
+    out, unresolved = None, ""
+    try:
+        out = cfg.hydra.sweep.dir + "/" + cfg.hydra.sweep.subdir if multirun else cfg.hydra.run.dir
+    except OmegaConfBaseException as e:  # e.g. an override holding a bad ${...}: named below
+        unresolved = f"the run directory cannot be resolved: {omegaconf_problem(e)}"
+    cfg.hydra.runtime.output_dir = str(Path(out or "."))
+    HydraConfig.instance().set_config(cfg)
+    choices = dict(cfg.hydra.runtime.choices)
+    remote = str(choices.get("hydra/launcher")).startswith(REMOTE_LAUNCHERS)
+    problems = config_problems(cfg, choices, out, combination=not multirun, trainer=not remote)
+    return problems or ([unresolved] if out is None else [])
+
+
+def compose_problem(e: Exception, overrides: list[str]) -> str:
+    """Hydra's refusal to compose, as one line naming the override and what is allowed."""
+    text = str(e)
+    if isinstance(e, MissingConfigException) and (m := re.search(r"find '([^']+)/([^']+)'", text)):
+        group, option = m.groups()
+        options = re.findall(r"^\t(\S+)$", text.split("Config search path")[0], re.MULTILINE)
+        return (
+            f"{group}={option} is not allowed: one of {options} "
+            f"(Hydra: Could not find '{group}/{option}')"
+        )
+    m = re.search(r"Could not override '([^']+)'", text)
+    if m and "not in struct" in str(e.__cause__):
+        return _unknown_key(m.group(1), overrides)
+    return one_line(text.split("Config search path")[0])
+
+
+def _unknown_key(key: str, overrides: list[str]) -> str:
+    """`reg.l3=1`: a key the config lacks (Hydra wants `+` to add one)."""
+    parent, _, leaf = key.rpartition(".")
+    group = key.partition(".")[0]
+    if group == "trainer" and parent == "trainer":
+        if leaf in TRAINER_ARGS:  # a Trainer argument the trainer option does not set
+            given = next((o for o in overrides if o.partition("=")[0] == key), f"{key}=...")
+            return f"{key} is not in the trainer config yet: add it with +{given}"
+        close = difflib.get_close_matches(leaf, TRAINER_ARGS, n=1)
+        hint = f" (did you mean trainer.{close[0]}?)" if close else ""
+        return f"unknown key {key}: not a lightning.Trainer argument{hint}"
+    rest = [o for o in overrides if o.lstrip("+~").partition("=")[0] != key]
+    try:
+        base: DictConfig | None = compose(
+            config_name="train", overrides=rest, return_hydra_config=True
+        )
+    except Exception:  # noqa: BLE001
+        base = None
+    node = OmegaConf.select(base, parent) if base is not None and parent else base
+    keys = sorted(k for k in node if k != "hydra") if isinstance(node, DictConfig) else []
+    if group in STRICT_GROUPS and parent == group:
+        choice = OmegaConf.select(base, f"hydra.runtime.choices.{group}") if base else None
+        option = f" for {group}={choice}" if choice else ""
+        return f"unknown key {key}{option}: allowed keys are {keys}"
+    where = f"under {parent}" if parent else "at the top level"
+    return (
+        f"unknown key {key} (no '{leaf}' {where}): allowed keys are {keys}; "
+        f"to add a new key on purpose use +{key}=..."
+    )
