@@ -9,7 +9,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export MPLBACKEND := Agg
 
-.PHONY: help install lock train sweep studies report tensorboard test test-all lint format bench speedrun clean
+.PHONY: help install lock train sweep study studies report tensorboard test test-all lint format bench speedrun clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,10 @@ train:  ## train (default: CNN on MNIST); pass overrides with ARGS="norm=group r
 sweep:  ## run a study preset: make sweep EXP=bn_lr [SCALE=quick] [ARGS="..."]; re-running skips finished runs
 	@test -n "$(EXP)" || { echo "usage: make sweep EXP=<$$(ls conf/experiment | grep -v _quick | sed 's/.yaml//' | paste -sd'|')> [SCALE=quick]" >&2; exit 2; }
 	$(PY) -m ablate.train -m experiment=$(EXP)$(if $(filter quick,$(SCALE)),_quick) $(ARGS)
+
+study:  ## a preset as a sequential study: seeds added only where claims are undecided, then its report: make study EXP=bn_mlp [SCALE=quick] [ARGS="--max-seeds 10"]
+	@test -n "$(EXP)" || { echo "usage: make study EXP=<preset> [SCALE=quick] [ARGS=\"--max-seeds N --add K\"]" >&2; exit 2; }
+	$(PY) -m ablate.study experiment=$(EXP)$(if $(filter quick,$(SCALE)),_quick) $(ARGS)
 
 studies:  ## run every quick preset, report each into docs/results/ (SCALE=full for the GPU-sized ones)
 	mkdir -p logs docs/results

@@ -1,0 +1,246 @@
+"""ablate.study: seeds only where claims are undecided. Pure logic on made-up verdicts, Hydra's
+handling of the restricted rounds (no training), then two tiny real studies through the CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import REPO, fast_overrides
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from ablate.config import SWEPT_ENV, cli_swept_keys, sweep_name
+from ablate.report.cli import study_plan
+from ablate.report.verdicts import Comparison, Verdict
+from ablate.study import (
+    Design,
+    blocks,
+    cells_to_extend,
+    claim_cells,
+    planned_looks,
+    read_design,
+    round_commands,
+    seeds_at,
+    stop_reason,
+)
+
+FACTORS = {"norm": ["none", "batch"], "optim.lr": ["0.01", "0.1", "1.0"]}
+PAIRED = Comparison("paired", 3, 0.01, 0.01, 2, 0.4, 0.02)
+
+
+def verdict(outcome: str, **claim) -> Verdict:
+    claim = {"metric": "test/acc", "factor": "norm", "better": "batch", "worse": "none", **claim}
+    return Verdict(claim, outcome, "", comparison=PAIRED)
+
+
+def test_looks_and_seeds_from_the_cap():
+    assert planned_looks(3, 10, 2) == 5  # 3, 5, 7, 9, 10 seeds
+    assert [len(seeds_at([0, 1, 2], k, 2, 10)) for k in range(1, 6)] == [3, 5, 7, 9, 10]
+    assert seeds_at([0, 1, 2], 2, 2, 10) == [0, 1, 2, 3, 4]
+    assert planned_looks(2, 3, 2) == 2 and seeds_at([0, 1], 2, 2, 3) == [0, 1, 2]
+    assert planned_looks(5, 3, 2) == 1 and seeds_at([0, 1, 2, 3, 4], 1, 2, 3) == [0, 1, 2, 3, 4]
+
+
+def test_only_the_cells_of_undecided_claims_are_extended():
+    where = verdict("inconclusive", where={"optim.lr": 0.1})  # 0.1 matches "0.1" numerically
+    assert cells_to_extend([where], FACTORS) == [("none", "0.1"), ("batch", "0.1")]
+    # no `where`: every level of the other factor (the claim pairs over it)
+    assert len(cells_to_extend([verdict("inconclusive")], FACTORS)) == 6
+    assert cells_to_extend([verdict("supported"), verdict("no effect")], FACTORS) == []
+    by = verdict("inconclusive", by={"key": "optim.lr", "from": 0.01, "to": 1.0})
+    assert set(claim_cells(by.claim, FACTORS)) == {
+        (n, lr) for n in ("none", "batch") for lr in ("0.01", "1.0")
+    }
+    two = [where, verdict("inconclusive", better="none", worse="batch", where={"optim.lr": 1})]
+    assert cells_to_extend(two, FACTORS) == [
+        ("none", "0.1"),
+        ("none", "1.0"),
+        ("batch", "0.1"),
+        ("batch", "1.0"),
+    ]  # fmt: skip  (grid order)
+    # malformed claims get no seeds; a claim that only lacked runs does
+    lacking = Verdict({"text": "x", "factor": "norm"}, "inconclusive", "claim lacks metric")
+    few = Verdict(where.claim, "inconclusive", "fewer than 2 usable runs on a side")
+    assert cells_to_extend([lacking], FACTORS) == []
+    assert cells_to_extend([few], FACTORS) == [("none", "0.1"), ("batch", "0.1")]
+
+
+def test_stop_rule():
+    undecided, decided = verdict("inconclusive"), verdict("supported")
+    cells = [("none", "0.1")]
+    assert stop_reason([decided], 1, 4, []) == "every claim decided"
+    assert stop_reason([decided, undecided], 2, 4, cells) is None
+    assert stop_reason([decided, undecided], 4, 4, cells).startswith("seed cap")
+    assert stop_reason([undecided], 1, 4, cells, elapsed_h=2.5, max_hours=2).startswith("wall-time")
+    assert stop_reason([undecided], 1, 4, cells, elapsed_h=1, max_hours=2) is None
+    assert stop_reason([undecided], 1, 4, []).startswith("more seeds cannot")
+    assert stop_reason([], 1, 4, cells) == "no claims to judge"
+
+
+def test_blocks_cover_exactly_the_cells():
+    cells = [("none", "0.1"), ("batch", "0.1"), ("none", "1.0"), ("batch", "1.0"), ("x", "0.01")]
+    grids = blocks(cells)
+    covered = [c for g in grids for c in itertools.product(*g)]
+    assert sorted(covered) == sorted(cells) and len(covered) == len(set(covered))
+    assert [sorted(v) for v in grids[0]] == [["batch", "none"], ["0.1", "1.0"]]
+
+
+def _jobs(params: dict[str, str], args: list[str]) -> list[str]:
+    """Run-folder names Hydra's basic sweeper and conf/train.yaml's subdir give the jobs of `args`."""
+    specs = [f"{k}={v}" for k, v in params.items()] + args
+    batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(specs), None)
+    root = OmegaConf.create({"hydra": {"sweeper": {"params": params}}})
+    os.environ[SWEPT_ENV] = ",".join(sorted(cli_swept_keys(args)))  # what ablate.train sets
+    try:
+        return sorted(sweep_name(job, root) for job in batches[0])
+    finally:
+        del os.environ[SWEPT_ENV]
+
+
+def test_restricted_rounds_replace_the_sweeper_params_and_keep_the_folder_names(tmp_path):
+    design = read_design("experiment=bn_lr_quick", [f"log_dir={tmp_path}", "hydra/launcher=basic"])
+    assert design.sweep_dir == (tmp_path / "experiments" / "bn_lr_quick").resolve()
+    assert design.factors == {"norm": ["none", "batch"], "optim.lr": ["0.01", "0.1", "0.5", "1.0"]}
+    assert design.seeds == [0, 1, 2]
+    params = {"norm": "none,batch", "optim.lr": "0.01,0.1,0.5,1.0", "seed": "0,1,2"}
+    first = _jobs(params, [])
+    assert len(first) == 24 and "norm=batch,optim.lr=0.1,seed=0" in first
+    missing = {("none", "0.1"): [3, 4], ("batch", "0.1"): [3, 4], ("batch", "1.0"): [3]}
+    commands = round_commands(design, missing)
+    assert commands[0] == [
+        "-m", "experiment=bn_lr_quick", f"log_dir={tmp_path}", "hydra/launcher=basic",
+        "norm=none,batch", "optim.lr=0.1", "seed=3,4",
+    ]  # fmt: skip
+    names = sorted(n for c in commands for n in _jobs(params, c[2:]))
+    assert names == [
+        "norm=batch,optim.lr=0.1,seed=3",
+        "norm=batch,optim.lr=0.1,seed=4",
+        "norm=batch,optim.lr=1.0,seed=3",
+        "norm=none,optim.lr=0.1,seed=3",
+        "norm=none,optim.lr=0.1,seed=4",
+    ]
+    # a factor swept on the command line stays swept (and in the folder name) with one value
+    cli = Design("experiment=x", ["a.b=1,2", "c=3"], tmp_path, {"a.b": ["1", "2"]}, {"seed"}, [0])
+    (args,) = round_commands(cli, {("2",): [1]})
+    assert args == ["-m", "experiment=x", "c=3", "a.b=choice(2)", "seed=1"]
+    assert _jobs({"seed": "0"}, args[2:]) == ["a.b=2,seed=1"]
+
+
+def test_the_study_plan_lists_every_rounds_runs():
+    record = {
+        "factors": {"norm": ["none", "batch"]},
+        "rounds": [
+            {"look": 1, "seeds": [0, 1], "cells": [{"norm": "none"}, {"norm": "batch"}]},
+            {"look": 2, "seeds": [0, 1, 2], "cells": [{"norm": "batch"}]},
+        ],
+    }
+    plan = study_plan(record)
+    assert plan.expected_runs() == 5 and plan.values == {
+        "norm": ["none", "batch"],
+        "seed": ["0", "1", "2"],
+    }
+    assert {"norm": "batch", "seed": "2"} in plan.combos()
+    assert {"norm": "none", "seed": "2"} not in plan.combos()
+
+
+# ------------------------------------------------------------------ tiny real studies
+def _study_args(data_root: Path, tmp: Path, claim: str, levels: str) -> list[str]:
+    """A 1-factor study on generated MNIST; trainer.log_every_n_steps changes no result."""
+    fast = [o for o in fast_overrides(data_root, tmp) if not o.startswith("trainer.max_epochs")]
+    return [
+        "experiment=seeds_default_quick", "--",
+        *fast, "trainer.max_steps=3", "data.train_subset=null", "data.eval_train_max=0",
+        "logger=none", 'hydra.sweeper.params.seed="0,1"', f"trainer.log_every_n_steps={levels}",
+        "+report.claims=[{text: same, metric: test/acc, factor: trainer.log_every_n_steps, "
+        f"better: 20, worse: 50{claim}}}]", f"hydra.sweep.dir={tmp / 'sweep'}",
+    ]  # fmt: skip
+
+
+def _study(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "MPLBACKEND": "Agg"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ablate.study", *args], cwd=REPO, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw,
+    )  # fmt: skip
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def _seeds(sweep: Path) -> dict[str, list[int]]:
+    cells: dict[str, list[int]] = {}
+    for path in sweep.glob("*/summary.json"):
+        cell, seed = path.parent.name.rsplit(",seed=", 1)
+        cells.setdefault(cell, []).append(int(seed))
+    return {c: sorted(s) for c, s in sorted(cells.items())}
+
+
+def test_a_decided_study_stops_without_adding_seeds(data_root, tmp_path):
+    # identical runs, default margin: "no effect" at look 1, though the cap allows 2 more looks
+    out = _finish(_study("--max-seeds", "6", *_study_args(data_root, tmp_path, "", "20,50")))
+    sweep = tmp_path / "sweep"
+    assert _seeds(sweep) == {
+        "trainer.log_every_n_steps=20": [0, 1],
+        "trainer.log_every_n_steps=50": [0, 1],
+    }
+    study = json.loads((sweep / "study.json").read_text())
+    assert len(study["rounds"]) == 1 and study["stopped"] == "every claim decided"
+    assert "round 1 (look 1 of 3): 2 seeds in 2 cells; claims 1 decided, 0 undecided" in out
+    assert out.count("$ python -m ablate.train") == 1
+    summary = (sweep / "report" / "summary.md").read_text()
+    assert "Pocock spending at look 1 of 3" in summary and "## Sequential study" in summary
+    assert "4 runs planned, 4 found" in summary
+
+
+def test_an_undecidable_study_stops_at_its_cap_and_resumes_after_sigkill(data_root, tmp_path):
+    # margin 0 and identical runs: never decided. 2 seeds, then +1 to the claim's 2 cells (not to
+    # log_every_n_steps=100), up to --max-seeds 3. The study is killed once round 2 has started.
+    args = [
+        "--max-seeds",
+        "3",
+        "--add",
+        "1",
+        *_study_args(data_root, tmp_path, ", margin: 0", "20,50,100"),
+    ]
+    sweep = tmp_path / "sweep"
+    first = _study(*args)
+    deadline = time.monotonic() + 240
+    while not any(sweep.glob("*seed=2")) and first.poll() is None:
+        assert time.monotonic() < deadline, "round 2 never started"
+        time.sleep(0.05)
+    round1 = {
+        p: p.stat().st_mtime_ns for p in sweep.glob("*/summary.json") if "seed=2" not in str(p)
+    }
+    first.send_signal(signal.SIGKILL)
+    out = first.communicate()[0]
+    assert first.returncode == -signal.SIGKILL, out[-4000:]
+    assert len(round1) == 6 and "round 2 (look" not in out
+    assert all(json.loads(p.read_text())["status"] == "completed" for p in round1)
+    again = _finish(_study(*args))
+    assert all(p.stat().st_mtime_ns == t for p, t in round1.items())  # finished: not redone
+    launched = [line for line in again.splitlines() if "$ python -m ablate.train" in line]
+    assert len(launched) <= 1 and all(line.endswith(" seed=2") for line in launched)  # round 2 only
+    assert "round 1 (look 1 of 2): 2 seeds in 3 cells; claims 0 decided, 1 undecided" in again
+    assert "round 2 (look 2 of 2): 3 seeds in 2 cells, 2 seeds in 1 cell; claims 0 decided" in again
+    assert _seeds(sweep) == {
+        "trainer.log_every_n_steps=100": [0, 1],
+        "trainer.log_every_n_steps=20": [0, 1, 2],
+        "trainer.log_every_n_steps=50": [0, 1, 2],
+    }
+    study = json.loads((sweep / "study.json").read_text())
+    assert study["stopped"] == "seed cap (look 2 of 2)" and study["rounds"][1]["added"] == [2]
+    summary = (sweep / "report" / "summary.md").read_text()
+    assert "Pocock spending at look 2 of 2" in summary
+    assert "8 runs planned, 8 found: 8 completed" in summary and "0 missing" in summary
+    assert "| same | inconclusive | 3 | — |" in summary  # seeds used per claim
