@@ -43,26 +43,74 @@ def _pyplot():
     return plt
 
 
+UNITS = {"acc": "fraction correct", "loss": "cross-entropy, nats"}
+STYLES = ("-", "--", ":", "-.")
+
+
+def _units(key: str) -> str:
+    unit = next((u for k, u in UNITS.items() if key.endswith(k)), None)
+    return f"{key} ({unit})" if unit else key
+
+
+def _styles(sweep: Sweep) -> tuple[dict[str, int], dict[str, str], str]:
+    """Colour index per value of the first factor, line style per value of the second, and how to read them."""
+    first = sweep.factors[0] if sweep.factors else None
+    second = sweep.factors[1] if len(sweep.factors) > 1 else None
+    colour = {v: i for i, v in enumerate(sweep.levels[first])} if first else {}
+    style = (
+        {v: STYLES[i % len(STYLES)] for i, v in enumerate(sweep.levels[second])} if second else {}
+    )
+    legend = f"colour: {first}" + (f", line style: {second}" if second else "") if first else ""
+    return colour, style, legend
+
+
+def _batch_size(sweep: Sweep) -> int | None:
+    """The one batch size of every run, or None when it differs (then no images axis)."""
+    sizes = {r.lookup("data.batch_size") for r in sweep.runs}
+    return sizes.pop() if len(sizes) == 1 and isinstance(next(iter(sizes)), int) else None
+
+
 def plot_curves(sweep: Sweep, key: str, path: Path) -> bool:
-    """`key` against step per cell, mean ± 1 std over seeds; False (no file) without data."""
+    """`key` against step per cell: each seed a thin line, their mean bold; False without data.
+
+    Thin per-seed lines, not a mean +- std band: a band of accuracies reaches past 1.0 and hides
+    how the seeds actually spread. With two factors the first is the colour, the second the style.
+    """
     lines = []
     for cell, runs in sweep.cells().items():
         series = [s for r in runs if r.completed and (s := r.series(key))[0].size]
         if series:
-            lines.append((f"{_label(sweep.factors, cell)} (n={len(series)})", mean_curve(series)))
+            lines.append((cell, series))
     if not lines:
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
-    colors = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20")
-    for i, (label, (grid, mean, std)) in enumerate(lines):
-        color = colors(i % colors.N)
-        ax.plot(grid, mean, color=color, label=label)
-        ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2)
+    colours, styles, legend = _styles(sweep)
+    cmap = plt.get_cmap("tab10" if len(colours) <= 10 else "tab20")
+    for i, (cell, series) in enumerate(lines):
+        colour = cmap(colours.get(cell[0], i) % cmap.N) if cell else cmap(i % cmap.N)
+        style = styles.get(cell[1], "-") if len(cell) > 1 else "-"
+        for steps, values in series:
+            ax.plot(steps, values, color=colour, ls=style, lw=0.7, alpha=0.35)
+        grid, mean, _ = mean_curve(series)
+        label = f"{_label(sweep.factors, cell)} (n={len(series)})"
+        ax.plot(grid, mean, color=colour, ls=style, lw=2.2, label=label)
     if key == TARGET_METRIC and sweep.target is not None:
         ax.axhline(sweep.target, color="gray", ls="--", lw=1, label=f"target {sweep.target}")
-    title = f"{key} per cell: mean ± 1 std over seeds (completed runs)"
-    ax.set(xlabel="training step", ylabel=key, title=title)
+    if key.endswith("acc"):
+        low = min(float(np.nanmin(v)) for _, series in lines for _, v in series)
+        ax.set_ylim(max(0.0, low - 0.02), 1.0)  # accuracy is a fraction: nothing drawn past 1
+    what = f"each seed thin, mean bold{'; ' + legend if legend else ''}"
+    ax.set(
+        xlabel="training step (optimizer steps)",
+        ylabel=_units(key),
+        title=f"{key} per cell\n({what})",
+    )
+    if (batch := _batch_size(sweep)) is not None:
+        top = ax.secondary_xaxis(
+            "top", functions=(lambda s: s * batch / 1000, lambda k: k * 1000 / batch)
+        )
+        top.set_xlabel(f"training images seen (thousands; batch {batch})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="best")
     _save(fig, path)

@@ -3,14 +3,46 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.module import HPARAM_METRICS
-
 log = logging.getLogger(__name__)
+
+# Config-group choices shown as one column each (named as the group: `norm`, `reg`, ...).
+HPARAM_GROUPS = ("data", "model", "norm", "reg", "init", "aug", "optim", "scheduler", "experiment")
+# The values that shape a result, shown whenever the run has them (model keys per architecture).
+HPARAM_KEYS = (
+    "optim.lr",
+    "data.batch_size",
+    "data.train_subset",
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "reg.dropout",
+    "reg.dropout2d",
+    "reg.l1",
+    "reg.l2",
+    "reg.weight_decay",
+    "reg.label_smoothing",
+    "model.channels",
+    "model.hidden",
+    "model.depth",
+    "model.width",
+)
+# The HParams tab's metric columns; status is 1 for a completed run, 0 for a diverged one.
+HPARAM_METRICS = ("test/acc", "val/acc_best", "gap/train_test", "steps_to_target", "status")
+STATUS_VALUE = {"completed": 1.0, "diverged": 0.0}
+# Keys that say where things are or how a run is watched: never a column.
+NOT_HPARAM = ("hydra", "callbacks", "logger", "log_dir", "resume", "threads", "diagnostics")
+NOT_HPARAM_LEAF = ("root", "cache_dir", "dir", "path", "num_workers", "download")
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:
@@ -34,26 +66,224 @@ def final_metrics(logged: dict) -> dict[str, float]:
     return m
 
 
-def flat_hparams(cfg: DictConfig) -> dict[str, object]:
-    """The resolved config flattened to dotted keys with scalar values (what the HParams tab shows)."""
-    out: dict[str, object] = {}
+def _hparam_value(value: Any) -> bool | float | str | None:
+    """A value the HParams tab can show; None for nulls, path-like strings and nested configs."""
+    if value is None or isinstance(value, dict):
+        return None
+    if isinstance(value, bool | str):
+        return None if isinstance(value, str) and ("/" in value or value.startswith("~")) else value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, list | tuple):
+        return str(list(value))
+    return str(value)
 
-    def walk(node, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k not in ("_target_", "_partial_"):
-                    walk(v, f"{prefix}{k}.")
-        else:
-            out[prefix[:-1]] = node if isinstance(node, int | float | str | bool) else str(node)
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+def _shown_key(key: str) -> bool:
+    """Whether a config key may become a column (not a path, logger or callback setting)."""
+    parts = key.lstrip("+~").split(".")
+    return parts[0] not in NOT_HPARAM and parts[-1] not in NOT_HPARAM_LEAF
+
+
+def select_hparams(
+    cfg: DictConfig, choices: dict[str, Any], swept: set[str] | list[str]
+) -> dict[str, bool | float | str]:
+    """The columns of one run: group choices, swept keys and seed, the result-shaping values."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    out: dict[str, bool | float | str] = {}
+
+    def lookup(key: str) -> Any:
+        node: Any = resolved
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    for group in HPARAM_GROUPS:
+        if (v := _hparam_value(choices.get(group))) is not None:
+            out[group] = v
+    keys = [k.lstrip("+~") for k in sorted(swept)] + ["seed", *HPARAM_KEYS]
+    for key in keys:
+        if key in out or not _shown_key(key):
+            continue
+        raw = choices[key] if key in choices else lookup(key)
+        if key == "trainer.max_steps" and isinstance(raw, int) and raw < 0:
+            continue  # -1: no step limit, max_epochs decides
+        if (v := _hparam_value(raw)) is not None:
+            out[key] = v
     return out
 
 
+def steps_to_target(history: list[dict[str, Any]], target: float | None) -> float | None:
+    """First validation step with val/acc >= target; None without a target or if never reached."""
+    if target is None:
+        return None
+    for entry in sorted(history, key=lambda h: h.get("step", 0)):
+        if float(entry.get("val/acc", math.nan)) >= target:
+            return float(entry["step"])
+    return None
+
+
+def hparam_metrics(
+    metrics: dict[str, float], status: str, history: list[dict[str, Any]], target: float | None
+) -> dict[str, float]:
+    """The metric columns a run has (steps_to_target only when the target was reached)."""
+    out = {k: float(metrics[k]) for k in HPARAM_METRICS if k in metrics}
+    if (steps := steps_to_target(history, target)) is not None:
+        out["steps_to_target"] = steps
+    if status in STATUS_VALUE:
+        out["status"] = STATUS_VALUE[status]
+    return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+def hparams_summaries(
+    hparams: dict[str, bool | float | str],
+    metrics: list[str],
+    status: str,
+    differs: set[str] | frozenset[str] = frozenset(),
+) -> list[Any]:
+    """The hparams plugin's experiment, session-start and session-end Summary protos.
+
+    `differs` (the swept keys) come first in the HParams tab, which shows only 5 columns by default.
+    """
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.plugins.hparams import api_pb2, metadata
+    from tensorboard.plugins.hparams import plugin_data_pb2 as pd
+
+    types = {bool: "DATA_TYPE_BOOL", float: "DATA_TYPE_FLOAT64", str: "DATA_TYPE_STRING"}
+    start = pd.SessionStartInfo(start_time_secs=time.time())
+    infos = []
+    for name, value in hparams.items():
+        field = {bool: "bool_value", float: "number_value", str: "string_value"}[type(value)]
+        setattr(start.hparams[name], field, value)
+        kind = api_pb2.DataType.Value(types[type(value)])
+        infos.append(api_pb2.HParamInfo(name=name, type=kind, differs=name in differs))
+    experiment = api_pb2.Experiment(
+        hparam_infos=infos,
+        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in metrics],
+    )
+    ok = api_pb2.Status.Value("STATUS_SUCCESS" if status == "completed" else "STATUS_FAILURE")
+    end = pd.SessionEndInfo(status=ok, end_time_secs=time.time())
+    contents = (
+        (metadata.EXPERIMENT_TAG, pd.HParamsPluginData(experiment=experiment)),
+        (metadata.SESSION_START_INFO_TAG, pd.HParamsPluginData(session_start_info=start)),
+        (metadata.SESSION_END_INFO_TAG, pd.HParamsPluginData(session_end_info=end)),
+    )
+    out = []
+    for tag, content in contents:
+        content.version = metadata.PLUGIN_DATA_VERSION
+        plugin = SummaryMetadata.PluginData(
+            plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
+        )
+        out.append(
+            Summary(value=[Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin))])
+        )
+    return out
+
+
+def _hydra_context() -> tuple[dict[str, Any], set[str]]:
+    """(group choices, swept keys) of the current Hydra job; empty outside Hydra."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        from ablate.config import swept_keys
+
+        hc = HydraConfig.get()
+    except (ImportError, ValueError):
+        return {}, set()
+    swept = swept_keys(hc.sweeper.get("params")) if hc.mode == RunMode.MULTIRUN else set()
+    return dict(hc.runtime.choices), swept
+
+
 def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
-    """One HParams entry per run, with the metrics the runs are compared on."""
-    final = {k: metrics[k] for k in HPARAM_METRICS if k in metrics}
+    """One HParams entry per run: the config choices it is compared on and its result metrics."""
+    module = trainer.lightning_module
+    status = "diverged" if getattr(module, "diverged_at_step", None) is not None else "completed"
+    history = list(getattr(module, "history", []))
+    target = OmegaConf.select(cfg, "report.target_acc", default=None)
+    choices, swept = _hydra_context()
+    hparams = select_hparams(cfg, choices, swept)
+    shown = hparam_metrics(metrics, status, history, float(target) if target is not None else None)
+    names = [m for m in HPARAM_METRICS if m in shown or (m == "steps_to_target" and target)]
     for lg in trainer.loggers:
-        if isinstance(lg, TensorBoardLogger):
-            lg.log_hyperparams(flat_hparams(cfg), metrics=final)
-            lg.experiment.flush()  # test() already finalized the logger: nothing else would flush this
+        if not isinstance(lg, TensorBoardLogger) or not trainer.is_global_zero:
+            continue
+        writer = lg.experiment  # fit and test closed it: this reopens it on a new event file
+        file_writer = writer._get_file_writer()
+        if file_writer is None:  # Lightning's DummyExperiment (a rank it takes for non-zero)
+            log.warning("no HParams entry: the TensorBoard logger has no writer in this process")
+            continue
+        for name, value in shown.items():
+            writer.add_scalar(name, value, trainer.global_step)
+        differs = {k.lstrip("+~") for k in swept}
+        for summary in hparams_summaries(hparams, names, status, differs):
+            file_writer.add_summary(summary, trainer.global_step)
+        writer.flush()
+        writer.close()
+        merge_event_files(lg.log_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# One event file per run. Lightning's TensorBoardLogger closes its SummaryWriter when fit ends and
+# again when test ends (finalize); the next write reopens it on a new file, so a run got three:
+# training, test metrics, HParams. TensorBoard reads a directory's event files as one stream in
+# name order, so their records concatenated in that order (file_version headers dropped) are the
+# same data in one file.
+
+_RECORD_HEAD = struct.Struct("<QI")  # TFRecord: uint64 length, uint32 masked CRC of the length
+
+
+def _records(path: Path) -> list[bytes]:
+    """The raw TFRecord records of an event file (a torn last record is dropped)."""
+    data, out, i = path.read_bytes(), [], 0
+    while i + _RECORD_HEAD.size <= len(data):
+        (length, _) = _RECORD_HEAD.unpack_from(data, i)
+        end = i + _RECORD_HEAD.size + length + 4
+        if end > len(data):
+            break
+        out.append(data[i:end])
+        i = end
+    return out
+
+
+def _is_file_version(record: bytes) -> bool:
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    event = Event()
+    event.ParseFromString(record[_RECORD_HEAD.size : -4])
+    return event.HasField("file_version")
+
+
+def _event_order(path: Path) -> tuple[int, int, str]:
+    # events.out.tfevents.<time>.<host>.<pid>.<n>: by time, then the writer's counter
+    parts = path.name.split(".")
+    stamp, counter = parts[3], parts[-1]
+    return (
+        int(stamp) if stamp.isdigit() else 0,
+        int(counter) if counter.isdigit() else 0,
+        path.name,
+    )
+
+
+def merge_event_files(log_dir: str | os.PathLike) -> Path | None:
+    """Concatenate this process's event files in log_dir into its first one; returns that file."""
+    mine = f".{socket.gethostname()}.{os.getpid()}."
+    files = sorted(
+        (p for p in Path(log_dir).glob("events.out.tfevents.*") if mine in p.name and p.is_file()),
+        key=_event_order,
+    )
+    if len(files) < 2:
+        return files[0] if files else None
+    merged = files[0].read_bytes()
+    merged += b"".join(r for p in files[1:] for r in _records(p) if not _is_file_version(r))
+    tmp = Path(log_dir) / ".merging-events.tmp"  # no "tfevents" in the name: TensorBoard skips it
+    with tmp.open("wb") as f:
+        f.write(merged)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, files[0])
+    for p in files[1:]:
+        p.unlink()
+    return files[0]
