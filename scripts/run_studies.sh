@@ -4,7 +4,7 @@
 set -uo pipefail
 scale=${1:-quick}; shift || true
 presets=("$@")
-[ ${#presets[@]} -gt 0 ] || presets=($(ls conf/experiment | grep -v _quick | sed 's/\.yaml$//'))
+[ ${#presets[@]} -gt 0 ] || presets=($(ls conf/experiment | grep -v -e _quick -e '^speedrun_' | sed 's/\.yaml$//'))  # speedruns: make speedrun
 suffix=$([ "$scale" = quick ] && echo _quick || echo "")
 py=${PY:-.venv/bin/python}
 for p in "${presets[@]}"; do

@@ -254,6 +254,11 @@ class Classifier(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
 
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        # Max-norm right after the step, before any callback (a checkpoint) sees the weights.
+        self.reg.constrain_(self.decay_weights)
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.reg.decay_(
             optimizer

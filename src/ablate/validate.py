@@ -11,6 +11,7 @@ The command line is checked before Hydra starts (ablate.preflight); each run che
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -104,6 +105,13 @@ def _normalizes_vectors(cfg: DictConfig) -> bool:
     return getattr(norm, "vectors", getattr(norm, "name", None) != "instance")
 
 
+def _divisors(widths: list[int]) -> str:
+    """The group counts that divide every width, as `1, 2, 4 or 8` (the first six)."""
+    common = math.gcd(*[w for w in widths if isinstance(w, int)])
+    found = [str(d) for d in range(1, common + 1) if common % d == 0][:6]
+    return ", ".join(found[:-1]) + f" or {found[-1]}" if len(found) > 1 else found[0]
+
+
 def cross_key_problems(conf: dict, cfg: DictConfig, choices: Mapping | None = None) -> list[str]:
     """Step 3, on a config whose every value is valid on its own."""
     problems = []
@@ -111,13 +119,14 @@ def cross_key_problems(conf: dict, cfg: DictConfig, choices: Mapping | None = No
     head_norm = model.get("head_norm") is True and bool(model.get("hidden"))
     groups = norm.get("groups")
     if isinstance(groups, int):
-        widths = list(model.get("channels", [model["width"]] if "width" in model else []))
+        width = model.get("width", [])
+        widths = list(model.get("channels", width if isinstance(width, list) else [width]))
         if head_norm:
             widths.append(model["hidden"])
         if bad := [c for c in widths if isinstance(c, int) and c % groups]:
             problems.append(
                 f"norm.groups={groups} does not divide the channel counts {bad} of the model: "
-                f"use a divisor of every width in {widths} (e.g. norm.groups=1, 2, 4 or 8)"
+                f"use a divisor of every width in {widths} (norm.groups={_divisors(widths)})"
             )
     if head_norm and not _normalizes_vectors(cfg):
         name = choices_of(cfg, choices).get("norm") or norm["_target_"].rpartition(".")[2]

@@ -1,4 +1,4 @@
-"""Blocks the networks share: activations by name, the conv block, the head's normalized hidden layer."""
+"""Blocks the networks share: activations by name, the conv block, the dense (linear) block."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "elu": nn.ELU,
     "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
 }
 
 
@@ -53,3 +54,14 @@ def hidden_norm_and_activation(features: int, norm: Norm, activation: str) -> li
     layers = [norm.for_vectors(features), activation_layer(activation)]
     layers = layers if norm.placement == "before_act" else layers[::-1]
     return [m for m in layers if not isinstance(m, nn.Identity)]
+
+
+def dense_block(
+    f_in: int, f_out: int, norm: Norm, activation: str, dropout: float = 0.0
+) -> list[nn.Module]:
+    """[Linear, norm, activation] (norm before or after the activation), then Dropout if dropout > 0."""
+    layers: list[nn.Module] = [nn.Linear(f_in, f_out, bias=not norm.bias_redundant)]
+    layers += hidden_norm_and_activation(f_out, norm, activation)
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return layers

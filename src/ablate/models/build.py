@@ -35,6 +35,7 @@ def build_model(
         norm=instantiate(norm),
         dropout=rates.dropout,
         dropout2d=rates.dropout2d,
+        input_dropout=rates.input_dropout,
     )
     touched = apply_init(net, instantiate(init), arch["activation"])
     log.info("init: %d conv/linear layers re-initialized", len(touched))

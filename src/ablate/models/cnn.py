@@ -24,11 +24,14 @@ class CNN(nn.Module):
         norm: Norm | None = None,
         dropout: float = 0.0,
         dropout2d: float = 0.0,
+        input_dropout: float = 0.0,
         head_norm: bool = False,
         convs: int = 1,
     ) -> None:
         super().__init__()
         norm = norm or no_norm()
+        # Dropout on the pixels (Srivastava et al. 2014); no parameters, so state_dict keys hold.
+        self.input_dropout = nn.Dropout(input_dropout) if input_dropout > 0 else nn.Identity()
         blocks, c_prev, (h, w) = [], in_channels, image_size
         for c in channels:
             blocks.append(conv_block(c_prev, c, norm, activation, pool, dropout2d, convs))
@@ -52,4 +55,4 @@ class CNN(nn.Module):
         self.head = nn.Sequential(*head)
 
     def forward(self, x):
-        return self.head(self.features(x))
+        return self.head(self.features(self.input_dropout(x)))

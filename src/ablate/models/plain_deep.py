@@ -24,9 +24,12 @@ class PlainDeep(nn.Module):
         norm: Norm | None = None,
         dropout: float = 0.0,
         dropout2d: float = 0.0,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         norm = norm or no_norm()
+        # Dropout on the pixels (Srivastava et al. 2014); no parameters, so state_dict keys hold.
+        self.input_dropout = nn.Dropout(input_dropout) if input_dropout > 0 else nn.Identity()
         # Max-pool after evenly spaced layers so deep nets stay affordable on CPU.
         pool_after = {round(depth * (k + 1) / (pool_stages + 1)) - 1 for k in range(pool_stages)}
         layers, c_prev = [], in_channels
@@ -41,4 +44,4 @@ class PlainDeep(nn.Module):
         self.head = nn.Sequential(*head)
 
     def forward(self, x):
-        return self.head(self.features(x))
+        return self.head(self.features(self.input_dropout(x)))

@@ -32,7 +32,11 @@ STRICT_GROUPS = ("data", "model", "norm", "reg", "init", "aug", "optim", "schedu
 # Each group: its model, or {_target_: model} for groups whose options differ by what they build.
 GROUPS: dict[str, type[BaseModel] | dict[str, type[BaseModel]]] = {
     "data": g.Data,
-    "model": {"ablate.models.cnn.CNN": g.CNN, "ablate.models.plain_deep.PlainDeep": g.PlainDeep},
+    "model": {
+        "ablate.models.cnn.CNN": g.CNN,
+        "ablate.models.plain_deep.PlainDeep": g.PlainDeep,
+        "ablate.models.mlp.MLP": g.MLP,
+    },
     "norm": {
         f"ablate.techniques.norm.{name}": model
         for name, model in [

@@ -86,6 +86,15 @@ class PlainDeep(_Net):
     pool_stages: NonNegativeInt = 2
 
 
+class MLP(_Net):
+    depth: Annotated[None | Annotated[int, Field(ge=0)], allowed("null or an integer >= 0")] = 3
+    width: Annotated[
+        Annotated[int, Field(gt=0)]
+        | Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)],
+        allowed("a positive integer or a non-empty list of them"),
+    ] = 128
+
+
 class _Norm(Schema):
     target: Target
     placement: one_of(*PLACEMENTS) = "before_act"

@@ -15,7 +15,8 @@ GAINS: dict[str, float] = {
     "linear": 1.0,
     "relu": math.sqrt(2.0),
     "leaky_relu": nn.init.calculate_gain("leaky_relu", 0.01),
-    "tanh": 5.0 / 3.0,
+    "tanh": nn.init.calculate_gain("tanh"),  # 5/3
+    "sigmoid": nn.init.calculate_gain("sigmoid"),  # 1
     "gelu": math.sqrt(2.0),
     "silu": math.sqrt(2.0),
     "elu": math.sqrt(2.0),

@@ -1,7 +1,8 @@
-"""Regularization (conf/reg): weight penalties, decoupled weight decay, dropout rates, label smoothing.
+"""Regularization (conf/reg): weight penalties, decoupled weight decay, max-norm, dropout rates,
+label smoothing.
 
-One `Reg` holds every key of a conf/reg/<option>.yaml. Penalties and decay touch conv/linear weights
-only (dim >= 2), never biases or normalization parameters; the model reads the dropout rates.
+One `Reg` holds every key of a conf/reg/<option>.yaml. Penalties, decay and max-norm touch conv/linear
+weights only (dim >= 2), never biases or normalization parameters; the model reads the dropout rates.
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ _RANGES = {  # key -> (test, what is allowed)
     "dropout2d": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "label_smoothing": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
 }
+_OPTIONAL_RANGES = {  # null = off; keys added later, so earlier runs' identities (nulls dropped) hold
+    "input_dropout": (lambda v: 0 <= v < 1, "null or a number in [0, 1)"),
+    "max_norm": (lambda v: v > 0, "null or a number > 0"),
+}
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass(frozen=True)
@@ -68,13 +77,22 @@ class Reg:
     )
     dropout2d: float = 0.0  # Dropout2d after each conv block: whole channels (Tompson et al. 2015)
     label_smoothing: float = 0.0  # training loss only (Szegedy et al. 2016, Sec. 7)
+    input_dropout: float | None = None  # Dropout on the network's input; null = 0 (Srivastava: 0.2)
+    max_norm: float | None = (
+        None  # ||incoming weights of a unit||_2 <= c after each step; null = off
+    )
 
     def __post_init__(self) -> None:
         for key, (test, allowed) in _RANGES.items():
             v = getattr(self, key)
-            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            if not (ok and test(v)):
+            if not (_is_number(v) and test(v)):
                 raise ValueError(f"reg.{key}={v!r} is not allowed: {allowed}")
+        for key, (test, allowed) in _OPTIONAL_RANGES.items():
+            v = getattr(self, key)
+            if v is not None and not (_is_number(v) and test(v)):
+                raise ValueError(f"reg.{key}={v!r} is not allowed: {allowed}")
+        if self.input_dropout is None:  # the model reads a rate: null means no input dropout
+            object.__setattr__(self, "input_dropout", 0.0)
 
     def criterion(self) -> nn.Module:
         """The training loss: cross-entropy, label-smoothed if asked (val/test stay plain)."""
@@ -102,3 +120,17 @@ class Reg:
                 wd = group.get("decoupled_weight_decay", 0.0)
                 if wd:
                     torch._foreach_mul_(group["params"], 1.0 - group["lr"] * wd)
+
+    def constrain_(self, weights: list[torch.Tensor]) -> None:
+        """Max-norm (Srivastava et al. 2014, Sec. 5.1): rescale each unit's incoming weights to norm <= c.
+
+        A unit's incoming weight vector is a row of a Linear weight, or an output channel's flattened
+        kernel of a Conv2d. Rows with norm <= c are multiplied by exactly 1, so they stay bitwise equal.
+        """
+        if self.max_norm is None:
+            return
+        with torch.no_grad():
+            for w in weights:
+                norms = torch.linalg.vector_norm(w.flatten(1), dim=1)
+                scale = (self.max_norm / norms).clamp_(max=1.0)  # a zero row: inf -> 1
+                w.mul_(scale.view(-1, *(1,) * (w.dim() - 1)))

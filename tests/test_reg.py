@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from ablate.models.cnn import CNN
+from ablate.models.mlp import MLP
 from ablate.module import Classifier
 from ablate.techniques.norm import batch
 from ablate.techniques.reg import Reg, penalty, split_decay
@@ -91,3 +92,51 @@ def test_decoupled_weight_decay_shrinks_weights_not_biases_or_norms():
     for name, p in net.named_parameters():
         factor = 1 - 0.1 * 0.5 if p.dim() >= 2 else 1.0
         assert torch.allclose(p, before[name] * factor), name
+
+
+def test_max_norm_projects_each_units_incoming_weights_and_leaves_short_ones_bitwise():
+    linear = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0]])  # row norms 5, 0.5, 0
+    conv = torch.zeros(2, 1, 2, 2)
+    conv[0] += 2.0  # output channel 0: norm 4 over its flattened 1x2x2 kernel
+    conv[1, 0, 0, 0] = 0.1
+    short = conv[1].clone()
+    Reg(max_norm=2.0).constrain_([linear, conv])
+    assert torch.allclose(linear[0], torch.tensor([1.2, 1.6]))  # rescaled onto the ball: norm 2
+    assert torch.equal(linear[1], torch.tensor([0.3, 0.4])) and torch.equal(
+        linear[2], torch.zeros(2)
+    )
+    assert torch.linalg.vector_norm(conv[0]).item() == pytest.approx(2.0)
+    assert torch.equal(conv[1], short)
+    before = linear.clone()
+    Reg().constrain_([linear])  # max_norm null: off
+    assert torch.equal(linear, before)
+
+
+def test_max_norm_holds_after_every_training_step_for_weights_not_biases():
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    net = MLP(1, 4, (4, 4), depth=2, width=8)
+    module = Classifier(
+        net,
+        optimizer=lambda params: torch.optim.SGD(params, lr=5.0),
+        reg=Reg(max_norm=0.5, dropout=0.5),
+    )
+    norms: list[float] = []
+
+    class Watch(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            norms.extend(
+                torch.linalg.vector_norm(w.flatten(1), dim=1).max().item()
+                for w in pl_module.decay_weights
+            )
+
+    data = TensorDataset(torch.randn(64, 1, 4, 4), torch.arange(64) % 4)
+    trainer = L.Trainer(
+        max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[Watch()], accelerator="cpu", limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(data, batch_size=16))
+    assert len(norms) == 6 * 3 and max(norms) <= 0.5 + 1e-6
+    assert max(b.abs().max().item() for n, b in net.named_parameters() if n.endswith("bias")) > 0
