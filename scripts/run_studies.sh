@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Run study presets one after another, time each, write its report and copy it to docs/results/.
+# Run study presets one after another as sequential studies (python -m ablate.study: seeds added
+# only where a claim is undecided, no new round after MAX_HOURS, default 0.2), time each, copy its
+# report to docs/results/.
 #   scripts/run_studies.sh [quick|full] [preset ...]     (default: quick, every preset)
 set -uo pipefail
 scale=${1:-quick}; shift || true
@@ -10,10 +12,11 @@ py=${PY:-.venv/bin/python}
 for p in "${presets[@]}"; do
   name=$p$suffix
   start=$(date +%s)
-  "$py" -m ablate.train -m "experiment=$name" callbacks.progress_bar=null > "logs/$name.log" 2>&1
+  # a sequential study: the preset's seeds, then seeds added only where a claim is undecided
+  "$py" -m ablate.study "experiment=$name" --max-hours "${MAX_HOURS:-0.2}" callbacks.progress_bar=null > "logs/$name.log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
-  "$py" -m ablate.report "logs/experiments/$name" > /dev/null
+  [ $rc -eq 0 ] || "$py" -m ablate.report "logs/experiments/$name" > /dev/null
   mkdir -p "docs/results/$name"
   cp -r "logs/experiments/$name/report/." "docs/results/$name/"
   echo "$name: exit $rc, $secs s wall ($(nproc) cores)" | tee -a docs/results/timings.txt
