@@ -398,3 +398,45 @@ def test_val_acc_best_of_diverged_runs_counts_in_claims(tmp_path: Path):
             path.write_text(json.dumps(data))
     summary_md = (build_report(tmp_path) / "summary.md").read_text()
     assert "- **supported**: “BN trains at lr 1.0”" in summary_md
+
+
+def test_cost_beside_quality_and_the_code_the_runs_came_from(tmp_path: Path):
+    """Per cell: accuracy, mean images/s, wall time per run and its total; cost.png; the commit."""
+    for norm, speed in (("none", 3000.0), ("batch", 2000.0)):
+        for seed, wall in ((0, 10.0), (1, 14.0)):
+            write_summary(
+                tmp_path,
+                {"norm": norm, "seed": seed},
+                "completed",
+                metrics={"test/acc": 0.9 + seed / 100, "perf/train_images_per_s": speed + seed},
+                wall_time_s=wall + (norm == "batch"),
+                git_commit="0123456789abcdef",
+                versions={"python": "3.11.7", "torch": "2.15.0", "lightning": "2.6.6"},
+            )
+    out = report.build_report(tmp_path)
+    md = (out / "summary.md").read_text()
+    assert "Code: commit `0123456789ab`; python 3.11.7, torch 2.15.0, lightning 2.6.6." in md
+    assert "Mixed code" not in md
+    section = md[md.index("## Cost beside quality") : md.index("## Marginal effects")]
+    assert "| none | 0.9050 ± 0.0071 [0.8415, 0.9685] | 3,000 | 12.0 (10.0–14.0) | 0.4 |" in section
+    assert (
+        "| batch | 0.9050 ± 0.0071 [0.8415, 0.9685] | 2,000 | 13.0 (11.0–15.0) | 0.4 |" in section
+    )
+    assert (out / "cost.png").read_bytes().startswith(PNG) and "](cost.png)" in md
+
+
+def test_runs_from_several_commits_are_flagged(tmp_path: Path):
+    for seed, commit in (
+        (0, "aaaaaaaaaaaaaaaa"),
+        (1, "aaaaaaaaaaaaaaaa"),
+        (2, "bbbbbbbbbbbb-dirty"),
+    ):
+        write_summary(
+            tmp_path, {"norm": "none", "seed": seed}, "completed", git_commit=commit,
+            metrics={"test/acc": 0.9},
+        )  # fmt: skip
+    md = (report.build_report(tmp_path) / "summary.md").read_text()
+    assert (
+        "**Mixed code: the runs come from 2 commits** (`aaaaaaaaaaaa` (2 runs); `bbbbbbbbbbbb-dirty` (1 run))"
+        in md
+    )

@@ -8,6 +8,7 @@ from collections import Counter
 from ablate.report.claims import Verdict
 from ablate.report.claims_section import fmt_verdict as fmt_verdict  # re-exported
 from ablate.report.claims_section import section_claims
+from ablate.report.cost import section_cost, section_provenance
 from ablate.report.forest import FOREST
 from ablate.report.runs import STEPS, TARGET_METRIC, Run, _is_number, _text
 from ablate.report.stats import mean_ci, sample
@@ -78,7 +79,8 @@ def section_what(sweep: Sweep) -> str:
         text += " Overrides shared by every run: " + ", ".join(f"`{o}`" for o in fixed) + "."
     if sweep.target is not None:
         text += f" steps_to_target = first validation step with {TARGET_METRIC} ≥ {sweep.target}."
-    return "## What was run\n\n" + text
+    provenance = section_provenance(sweep)
+    return "## What was run\n\n" + text + (f"\n\n{provenance}" if provenance else "")
 
 
 def _join_or(values: list[str]) -> str:
@@ -249,6 +251,7 @@ def render_summary(sweep: Sweep, verdicts: list[Verdict], plots: list[str]) -> s
         section_claims(sweep, verdicts, plots),  # first: what the sweep decided
         section_status(sweep),
         section_cells(sweep),
+        section_cost(sweep),
         section_marginals(sweep),
         section_pivots(sweep),
         section_plots([p for p in plots if p != FOREST]),  # the forest plot is in Claims

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ablate.report.cost import COST, plot_cost
 from ablate.report.forest import FOREST, write_forest
 from ablate.report.runs import TARGET_METRIC
 from ablate.report.stats import mean_ci, sample
@@ -221,12 +222,14 @@ def _slug(name: str) -> str:
 def write_plots(out: Path, sweep: Sweep) -> list[str]:
     """Every plot there is data for; returns the file names written."""
     old_plots = [*out.glob("curves_*.png"), *out.glob("bar_*.png"), *out.glob("landscape.png")]
-    for old in [*old_plots, *out.glob(FOREST)]:
+    for old in [*old_plots, *out.glob(FOREST), *out.glob(COST)]:
         old.unlink()  # a plot that has no data any more must not linger from an earlier report
     written = [FOREST] if write_forest(out, sweep) else []
     written += [name for key, name in CURVES if plot_curves(sweep, key, out / name)]
     if plot_landscape(sweep, out / "landscape.png"):
         written.append("landscape.png")
+    if plot_cost(sweep, out / COST):
+        written.append(COST)
     for factor in sweep.factors:
         name = f"bar_{_slug(factor)}.png"
         if plot_bars(sweep, factor, out / name):

@@ -79,6 +79,8 @@ class Run:
     factors: dict[str, str] = field(default_factory=dict)  # filled by load_sweep
     steps_to_target: float | None = None  # None: no target set; nan: never reached
     path: Path | None = None  # the summary.json it was read from
+    git_commit: str | None = None  # the commit the run was trained at ('-dirty': local changes)
+    versions: dict[str, str] = field(default_factory=dict)  # python and package versions
 
     @property
     def completed(self) -> bool:
@@ -180,4 +182,8 @@ def _run_from_dict(name: str, data: dict[str, Any], path: Path) -> Run:
         diverged_at_step=_num(data.get("diverged_at_step")),
         error=str(data["error"]) if data.get("error") else None,
         path=path,
+        git_commit=str(data["git_commit"]) if data.get("git_commit") else None,
+        versions={str(k): str(v) for k, v in (data.get("versions") or {}).items()}
+        if isinstance(data.get("versions"), dict)
+        else {},
     )
