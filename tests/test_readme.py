@@ -39,7 +39,12 @@ TINY = [
     "callbacks.progress_bar=null",
 ]
 # Sweeps shrunk by overriding their sweep values last (Hydra: the last value of a key wins).
-SHRINK = {"seed=0,1": "seed=0", "EXP=": "seed=0", "n_trials=": "hydra.sweeper.n_trials=2"}
+SHRINK = {
+    "seed=0,1": "seed=0",
+    "EXP=": "seed=0",
+    "n_trials=": "hydra.sweeper.n_trials=2",
+    "make study": "--max-seeds 1",  # one round: the claims cannot be decided on 2 steps anyway
+}
 
 
 def readme_commands() -> list[str]:
