@@ -132,14 +132,13 @@ def _span(seeds: list[Any]) -> str:
     return "seeds " + ", ".join(map(str, seeds))
 
 
-def build_report(
+def judge_sweep(
     sweep_dir: str | Path,
     looks: tuple[int, int] | None = None,
     spending: str = "pocock",
     fractions: tuple[float, ...] | None = None,
-) -> Path:
-    """Write results.csv, summary.md and the plots into <sweep_dir>/report/; returns that folder."""
-    # A study's sweep is judged at its last look unless `looks` says otherwise.
+) -> tuple[Sweep, dict[str, Any] | None, list[Verdict]]:
+    """The sweep, its study.json (or None) and its claims' verdicts (a study's: at its last look)."""
     sweep = load_sweep(sweep_dir)
     study = load_study(sweep.root)
     if study is not None:
@@ -148,10 +147,20 @@ def build_report(
         looks = looks or (k, K)
         if fractions is None and planned and len(planned) == looks[1]:
             fractions = planned
+    return sweep, study, judge_all(sweep, looks=looks, spending=spending, fractions=fractions)
+
+
+def build_report(
+    sweep_dir: str | Path,
+    looks: tuple[int, int] | None = None,
+    spending: str = "pocock",
+    fractions: tuple[float, ...] | None = None,
+) -> Path:
+    """Write results.csv, summary.md and the plots into <sweep_dir>/report/; returns that folder."""
+    sweep, study, verdicts = judge_sweep(sweep_dir, looks, spending, fractions)
     out = sweep.root / REPORT_DIRNAME
     out.mkdir(exist_ok=True)
     write_csv(out / "results.csv", sweep)
-    verdicts = judge_all(sweep, looks=looks, spending=spending, fractions=fractions)
     plots = write_plots(out, sweep)
     text = render_summary(sweep, verdicts, plots)
     if study is not None:  # right after the Claims section

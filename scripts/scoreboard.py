@@ -1,0 +1,88 @@
+"""The scoreboard: every claim of some study sweeps with its verdict, difference, seeds and cost.
+
+    .venv/bin/python scripts/scoreboard.py logs/experiments/bn_mlp_quick ... [--write]
+
+Prints one markdown table: preset, claim, source (the preset header's "Source:"), verdict,
+difference [CI] as the report judges it (a study's sweep at its last look), seeds used, the
+minutes its runs took together, and the commit they came from. --write puts it into
+docs/results/README.md and between the scoreboard markers of README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from ablate.config import CONF_DIR  # noqa: E402
+from ablate.report.claims_section import _used, fmt_difference  # noqa: E402
+from ablate.report.cli import judge_sweep  # noqa: E402
+from ablate.report.tables import md_table  # noqa: E402
+
+BEGIN, END = "<!-- scoreboard:begin -->", "<!-- scoreboard:end -->"
+HEADER = ["preset", "claim", "source", "verdict", "difference [CI]", "seeds", "run min", "commit"]
+
+
+def source(preset: str) -> str:
+    """The "Source:" of the preset's header (the full preset's, for a _quick variant)."""
+    path = CONF_DIR / "experiment" / f"{preset.removesuffix('_quick')}.yaml"
+    if not path.exists():
+        return "—"
+    header = " ".join(
+        line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")
+    )
+    found = re.search(r"Source:\s*(?:e\.g\.\s*)?(.+?\d{4})", header)
+    return found.group(1) if found else "—"
+
+
+def rows(sweep_dir: Path) -> list[list[str]]:
+    """One row per claim of the sweep."""
+    sweep, _, verdicts = judge_sweep(sweep_dir)
+    minutes = sum(r.wall_time_s for r in sweep.runs if math.isfinite(r.wall_time_s)) / 60
+    commits = Counter((r.git_commit or "unknown")[:7] for r in sweep.runs if r.status != "corrupt")
+    commit = ", ".join(f"`{c}`" for c in commits) + (" (mixed)" if len(commits) > 1 else "")
+    names = {r.choices.get("experiment") for r in sweep.runs} - {None}
+    name = str(names.pop()) if len(names) == 1 else sweep.root.name
+    return [
+        [
+            f"`{name}`",
+            str(v.claim.get("text", "")),
+            source(name),
+            f"**{v.label}**",
+            fmt_difference(v),
+            _used(v),
+            f"{minutes:.1f}",
+            commit,
+        ]
+        for v in verdicts
+    ]
+
+
+def main() -> None:
+    """Print the scoreboard; with --write, put it into docs/results/README.md and README.md."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("sweeps", nargs="+", type=Path, help="study sweep directories")
+    parser.add_argument(
+        "--write", action="store_true", help="update docs/results/README.md and README.md"
+    )
+    args = parser.parse_args()
+    table = md_table(HEADER, [row for sweep in args.sweeps for row in rows(sweep)])
+    print(table)
+    if not args.write:
+        return
+    for path in (REPO / "docs" / "results" / "README.md", REPO / "README.md"):
+        text = path.read_text()
+        if BEGIN not in text or END not in text:
+            sys.exit(f"scoreboard: error: {path} has no {BEGIN} ... {END} markers to write between")
+        head, _, rest = text.partition(BEGIN)
+        path.write_text(f"{head}{BEGIN}\n{table}\n{END}{rest.partition(END)[2]}")
+
+
+if __name__ == "__main__":
+    main()
