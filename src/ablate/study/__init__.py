@@ -29,198 +29,46 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
 
-from ablate.config import CONF_DIR
-from ablate.report.claims import _same, interaction, judge_all
+from ablate.report.claims import judge_all
 from ablate.report.cli import STUDY_FILE, build_report
-from ablate.report.runs import Run, _is_number, _text, find_summaries, load_run
+from ablate.report.runs import Run, _text, find_summaries, load_run
 from ablate.report.sweep import ReportError, load_sweep
 from ablate.report.verdicts import Verdict
 from ablate.run.atomic import write_bytes_atomic
 from ablate.run.identity import FINISHED
 from ablate.run.sweep_guard import SWEEP_LOCK
+from ablate.study.design import (
+    Cell,
+    Design,
+    StudyError,
+    _canon,
+    blocks,
+    read_design,
+    round_commands,
+)
+from ablate.study.rounds import (
+    ADD,
+    MAX_SEEDS,
+    SPENDING,
+    cells_to_extend,
+    claim_cells,
+    planned_looks,
+    seeds_at,
+    stop_reason,
+)
 
-ADD, MAX_SEEDS, SPENDING = 2, 10, "pocock"
+__all__ = [
+    "Design", "Study", "StudyError", "blocks", "cells_to_extend", "claim_cells", "main",
+    "planned_looks", "read_design", "round_commands", "seeds_at", "stop_reason",
+]  # fmt: skip
+
 LOCK_WAIT_S = 120  # a killed study's sweep gets this long to stop (it is sent SIGTERM)
-Cell = tuple[str, ...]
-
-
-class StudyError(Exception):
-    """The study cannot go on; `code` is the exit status."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class Design:
-    """What the preset, with the extra overrides, sweeps and where its runs go."""
-
-    experiment: str  # the `experiment=<name>` override
-    extras: list[str]  # further overrides, e.g. hydra/launcher=joblib
-    sweep_dir: Path
-    factors: dict[str, list[str]]  # swept keys but seed -> levels, as Hydra spells them
-    params: set[str]  # the keys of hydra.sweeper.params (others are swept on the command line)
-    seeds: list[int]  # the preset's seeds: round 1
-
-
-def planned_looks(initial: int, max_seeds: int, add: int) -> int:
-    """K, the most looks the seed cap allows: 1 + ceil((max_seeds - initial) / add)."""
-    return 1 + max(0, math.ceil((max_seeds - initial) / add))
-
-
-def seeds_at(initial: Sequence[int], look: int, add: int, max_seeds: int) -> list[int]:
-    """The seeds an extended cell has at look k: the preset's, then the next integers, capped."""
-    n = min(len(initial) + (look - 1) * add, max(max_seeds, len(initial)))
-    more = itertools.count(max(initial) + 1)
-    return [*initial, *(next(more) for _ in range(n - len(initial)))]
-
-
-def claim_cells(claim: dict[str, Any], factors: dict[str, list[str]]) -> list[Cell]:
-    """The cells a claim compares: its sides, `where` and `by` values; other factors at all levels."""
-    by = interaction(claim)
-    if isinstance(by, str) or not all(k in claim for k in ("factor", "better", "worse")):
-        return []  # malformed: more seeds cannot decide it
-    if claim["factor"] not in factors:
-        return []
-    wanted: dict[str, Any] = dict(claim.get("where") or {})
-    wanted[claim["factor"]] = [claim["better"], claim["worse"]]
-    if by is not None:
-        wanted[by[0]] = [by[1], by[2]]
-    keep = lambda k, v: k not in wanted or _same(v, wanted[k])  # noqa: E731
-    return list(itertools.product(*([v for v in vs if keep(k, v)] for k, vs in factors.items())))
-
-
-def cells_to_extend(verdicts: Sequence[Verdict], factors: dict[str, list[str]]) -> list[Cell]:
-    """The cells that the undecided claims compare, in grid order (none for malformed claims)."""
-    # A claim without a comparison is hopeless unless it only lacked runs ("fewer than 2 usable").
-    hope = [v for v in verdicts if not v.decided and (v.comparison or "usable runs" in v.reason)]
-    wanted = {c for v in hope for c in claim_cells(v.claim, factors)}
-    return [c for c in itertools.product(*factors.values()) if c in wanted]
-
-
-def stop_reason(verdicts: Sequence[Verdict], look: int, looks: int, cells: Sequence[Cell],
-                elapsed_h: float = 0.0, max_hours: float | None = None) -> str | None:  # fmt: skip
-    """Why the study stops after look k, or None to go on."""
-    if not verdicts:
-        return "no claims to judge"
-    if all(v.decided for v in verdicts):
-        return "every claim decided"
-    if look >= looks:
-        return f"seed cap (look {look} of {looks})"
-    if not cells:
-        return "more seeds cannot decide the undecided claims (malformed, or they compare no cells)"
-    if max_hours is not None and elapsed_h >= max_hours:
-        return f"wall-time cap ({elapsed_h:.2f} h >= {max_hours:g} h)"
-    return None
-
-
-def blocks(cells: Sequence[Cell]) -> list[list[list[str]]]:
-    """Cells merged into grids (per factor a list of values) whose union is exactly `cells`."""
-    grids = [[[v] for v in c] for c in dict.fromkeys(cells)]
-    merged = True
-    while merged:  # two grids that differ in one factor only are one grid
-        merged = False
-        for i, j in itertools.combinations(range(len(grids)), 2):
-            a, b = grids[i], grids[j]
-            diff = [k for k in range(len(a)) if set(a[k]) != set(b[k])]
-            if len(diff) == 1:
-                a[diff[0]] += [v for v in b[diff[0]] if v not in a[diff[0]]]
-                del grids[j]
-                merged = True
-                break
-    return grids
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def _arg(key: str, values: Sequence[Any], params: set[str]) -> str:
-    """`key=a,b`; one value: `key=a` for a sweeper param, else `key=choice(a)` (still swept)."""
-    if len(values) == 1 and key not in params:
-        return f"{key}=choice({values[0]})"  # keeps the key swept: part of the run-folder name
-    return f"{key}={','.join(map(str, values))}"
-
-
-def round_commands(design: Design, missing: dict[Cell, list[int]]) -> list[list[str]]:
-    """`ablate.train` arguments of multiruns that run exactly the missing (cell, seed) runs."""
-    by_seeds: dict[tuple[int, ...], list[Cell]] = {}
-    for cell, seeds in missing.items():
-        by_seeds.setdefault(tuple(seeds), []).append(cell)
-    own = {*design.factors, "seed"}
-    keep = [e for e in design.extras if _key(e) not in own]
-    commands = []
-    for seeds, cells in by_seeds.items():
-        for grid in blocks(cells):
-            args = [_arg(k, vs, design.params) for k, vs in zip(design.factors, grid, strict=True)]
-            commands.append(
-                ["-m", design.experiment, *keep, *args, _arg("seed", seeds, design.params)]
-            )
-    return commands
-
-
-def _canon(text: str) -> str:
-    return repr(float(text)) if _is_number(text) else text
-
-
-def _levels(key: str, spec: Any) -> list[str]:
-    (override,) = OverridesParser.create().parse_overrides([f"{key}={spec}"])
-    if not override.is_sweep_override():
-        return [override.get_value_element_as_str()]
-    try:
-        return list(override.sweep_string_iterator())
-    except Exception as e:  # noqa: BLE001 - glob() needs the config loader
-        raise StudyError(f"cannot list the values of {key}={spec} ({e})") from None
-
-
-def read_design(experiment: str, extras: list[str]) -> Design:
-    """Compose the preset with the overrides: its factors, seeds and fixed sweep directory."""
-    try:
-        parsed = OverridesParser.create().parse_overrides(extras)
-    except Exception as e:  # noqa: BLE001 - Hydra's own message says what is wrong
-        raise StudyError(f"bad override: {e}") from None
-    swept: dict[str, list[str]] = {}  # swept on the command line
-    fixed: dict[str, list[str]] = {}  # one value on the command line
-    composed = [experiment]
-    for ov, text in zip(parsed, extras, strict=True):
-        key = ov.key_or_group
-        if ov.is_sweep_override():
-            swept[key] = _levels(key, text.split("=", 1)[1])
-            composed.append(f"{ov.get_key_element()}={swept[key][0]}")
-        else:
-            composed.append(text)
-            if ov.get_key_element() == key:  # not +key / ~key
-                fixed[key] = [ov.get_value_element_as_str()]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        try:
-            cfg = compose("train", overrides=composed, return_hydra_config=True)
-        except Exception as e:  # noqa: BLE001
-            raise StudyError(f"cannot compose {' '.join(composed)}: {e}") from None
-    if not str(cfg.hydra.sweeper._target_).endswith("BasicSweeper"):
-        raise StudyError("a study needs Hydra's basic (grid) sweeper")
-    if "${now:" in str(OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("dir")):
-        raise StudyError("the preset has no fixed hydra.sweep.dir: rounds must share one folder")
-    params = OmegaConf.to_container(cfg.hydra.sweeper.params or {}, resolve=True)
-    levels = {k.lstrip("+~"): _levels(k, v) for k, v in params.items()}
-    # The command line wins over sweeper params (BasicSweeper): a fixed value leaves one level.
-    levels.update({k: v for k, v in fixed.items() if k in levels})
-    levels.update(swept)
-    seeds = levels.pop("seed", None)
-    if seeds is None or not all(s.lstrip("-").isdigit() for s in seeds):
-        raise StudyError(f"a study needs integer seeds swept by the preset, got seed={seeds}")
-    factors = {k: v for k, v in levels.items() if not k.startswith("hydra")}
-    sweep_dir = Path(str(cfg.hydra.sweep.dir)).expanduser().resolve()
-    return Design(experiment, extras, sweep_dir, factors, set(params), [int(s) for s in seeds])
 
 
 def _record_verdict(v: Verdict) -> dict[str, Any]:
@@ -382,7 +230,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ablate.study: error: {e}", file=sys.stderr)
         return e.code
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,65 @@
+"""When a study adds seeds, to which cells, and when it stops."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ablate.report.claims import _same, interaction
+from ablate.report.verdicts import Verdict
+from ablate.study.design import Cell
+
+ADD, MAX_SEEDS, SPENDING = 2, 10, "pocock"
+
+
+def planned_looks(initial: int, max_seeds: int, add: int) -> int:
+    """K, the most looks the seed cap allows: 1 + ceil((max_seeds - initial) / add)."""
+    return 1 + max(0, math.ceil((max_seeds - initial) / add))
+
+
+def seeds_at(initial: Sequence[int], look: int, add: int, max_seeds: int) -> list[int]:
+    """The seeds an extended cell has at look k: the preset's, then the next integers, capped."""
+    n = min(len(initial) + (look - 1) * add, max(max_seeds, len(initial)))
+    more = itertools.count(max(initial) + 1)
+    return [*initial, *(next(more) for _ in range(n - len(initial)))]
+
+
+def claim_cells(claim: dict[str, Any], factors: dict[str, list[str]]) -> list[Cell]:
+    """The cells a claim compares: its sides, `where` and `by` values; other factors at all levels."""
+    by = interaction(claim)
+    if isinstance(by, str) or not all(k in claim for k in ("factor", "better", "worse")):
+        return []  # malformed: more seeds cannot decide it
+    if claim["factor"] not in factors:
+        return []
+    wanted: dict[str, Any] = dict(claim.get("where") or {})
+    wanted[claim["factor"]] = [claim["better"], claim["worse"]]
+    if by is not None:
+        wanted[by[0]] = [by[1], by[2]]
+    keep = lambda k, v: k not in wanted or _same(v, wanted[k])  # noqa: E731
+    return list(itertools.product(*([v for v in vs if keep(k, v)] for k, vs in factors.items())))
+
+
+def cells_to_extend(verdicts: Sequence[Verdict], factors: dict[str, list[str]]) -> list[Cell]:
+    """The cells that the undecided claims compare, in grid order (none for malformed claims)."""
+    # A claim without a comparison is hopeless unless it only lacked runs ("fewer than 2 usable").
+    hope = [v for v in verdicts if not v.decided and (v.comparison or "usable runs" in v.reason)]
+    wanted = {c for v in hope for c in claim_cells(v.claim, factors)}
+    return [c for c in itertools.product(*factors.values()) if c in wanted]
+
+
+def stop_reason(verdicts: Sequence[Verdict], look: int, looks: int, cells: Sequence[Cell],
+                elapsed_h: float = 0.0, max_hours: float | None = None) -> str | None:  # fmt: skip
+    """Why the study stops after look k, or None to go on."""
+    if not verdicts:
+        return "no claims to judge"
+    if all(v.decided for v in verdicts):
+        return "every claim decided"
+    if look >= looks:
+        return f"seed cap (look {look} of {looks})"
+    if not cells:
+        return "more seeds cannot decide the undecided claims (malformed, or they compare no cells)"
+    if max_hours is not None and elapsed_h >= max_hours:
+        return f"wall-time cap ({elapsed_h:.2f} h >= {max_hours:g} h)"
+    return None
