@@ -440,3 +440,32 @@ def test_runs_from_several_commits_are_flagged(tmp_path: Path):
         "**Mixed code: the runs come from 2 commits** (`aaaaaaaaaaaa` (2 runs); `bbbbbbbbbbbb-dirty` (1 run))"
         in md
     )
+
+
+def test_accuracy_curves_plot_data_inside_0_1_and_two_factors_as_colour_and_style(
+    sweep_dir: Path, tmp_path: Path, monkeypatch
+):
+    """Check the plotted data, not the pixels: every line of the val/acc plot stays in [0, 1], the
+    axes say so, and the first factor is the colour, the second the line style."""
+    from ablate.report import plots
+    from ablate.report.sweep import load_sweep
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    sweep = load_sweep(sweep_dir)
+    for run in sweep.runs:  # seeds that end at 0.999 with a spread: a std band would pass 1.0
+        for entry in run.history:
+            entry["val/acc"] = min(1.0, float(entry.get("val/acc", 0)) * 1.02)
+    assert plots.plot_curves(sweep, "val/acc", tmp_path / "c.png")
+    (ax,) = [a for a in figures[0].axes if a.get_ylabel()]
+    ys = np.concatenate([line.get_ydata() for line in ax.get_lines()])
+    assert ys.size and np.nanmax(ys) <= 1.0 and np.nanmin(ys) >= 0.0
+    assert ax.get_ylim()[1] <= 1.0 and not ax.collections  # no fill_between band
+    assert ax.get_xlabel() == "training step (optimizer steps)"
+    assert ax.get_ylabel() == "val/acc (fraction correct)"
+    bold = [line for line in ax.get_lines() if line.get_linewidth() > 2]
+    by_label = {line.get_label().split(" (n=")[0]: line for line in bold}
+    a, b = by_label["norm=none, optim.lr=0.01"], by_label["norm=none, optim.lr=0.1"]
+    c = by_label["norm=batch, optim.lr=0.01"]
+    assert a.get_color() == b.get_color() != c.get_color()
+    assert a.get_linestyle() == c.get_linestyle() != b.get_linestyle()
