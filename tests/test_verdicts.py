@@ -14,7 +14,7 @@ from scipy import stats
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from ablate.report.claims import judge, judge_all  # noqa: E402
-from ablate.report.claims_section import section_claims  # noqa: E402
+from ablate.report.claims_section import fmt_difference, section_claims  # noqa: E402
 from ablate.report.forest import plot_forest  # noqa: E402
 from ablate.report.runs import Run, _text  # noqa: E402
 from ablate.report.sequential import boundaries, look_alpha, spent  # noqa: E402
@@ -95,6 +95,9 @@ def test_no_effect_only_when_the_tost_interval_is_inside_the_margin():
     lo, hi = stats.t.interval(0.90, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
     assert lo > -0.005 and hi < 0.005  # the TOST interval is inside the default margin
     assert v.verdict == "no effect" and v.margin == 0.005
+    # the interval shown is the one that decided: the TOST interval, labelled as such
+    assert (v.lo, v.hi) == pytest.approx((lo, hi))
+    assert fmt_difference(v).endswith("(TOST 90%)")
     tight = {**ACC, "margin": max(abs(lo), abs(hi)) * 0.9}  # the same data, a tighter margin
     assert judge(tight, sweep_of(two_sides(better, worse), [tight])).verdict != "no effect"
     noisy_b, noisy_w = correlated(shift=0.0, noise=0.01)

@@ -249,7 +249,8 @@ def judge_all(
             continue
         margin = float(claim.get("margin", default_margin(claim["metric"], sweep.budget)))
         verdict = str(outcome(c.mean, c.se, c.df, level, margin))
-        lo, hi = c.interval(level)
+        # The interval that decided: for "no effect", the TOST (1 - 2·level) interval inside ±margin.
+        lo, hi = c.interval(2 * level if verdict == "no effect" else level)
         small = verdict in ("supported", "contradicted") and max(abs(lo), abs(hi)) < margin
         needed = math.nan
         if verdict == "inconclusive":

@@ -26,7 +26,9 @@ def fmt_difference(v: Verdict) -> str:
         return "—"
     d = _digits(v.claim["metric"])
     text = f"{_num(c.mean, d)} [{_num(v.lo, d)}, {_num(v.hi, d)}]"
-    if not math.isclose(v.level, ALPHA):
+    if v.verdict == "no effect":  # the TOST interval, which lies inside ±margin
+        text += f" (TOST {100 * (1 - 2 * v.level):.3g}%)"
+    elif not math.isclose(v.level, ALPHA):
         text += f" ({100 * (1 - v.level):.3g}%)"
     return text
 
