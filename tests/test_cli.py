@@ -51,6 +51,11 @@ def test_every_option_of_a_group_trains(group, data_root, tmp_path):
         assert s["status"] == "completed"
         assert 0.0 <= s["metrics"]["test/acc"] <= 1.0
         assert s["config"][group] is not None
+    if (
+        group == "logger"
+    ):  # the TensorBoard hint names the log_dir to serve, only where there are events
+        hint = f"TensorBoard: .venv/bin/tensorboard --logdir {tmp_path / 'logs'}"
+        assert (proc.stdout + proc.stderr).count(hint) == runnable.count("tensorboard") == 1
 
 
 def test_gpu_trainer_option_composes(data_root, tmp_path):

@@ -17,6 +17,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from ablate.config import COMMAND_ENV, CONF_DIR, SWEPT_ENV, cli_swept_keys
@@ -120,7 +121,13 @@ def _fit_and_test(
             threads=threads, diagnostics=diag_series or None, data_path=datamodule.data_path,
         )  # fmt: skip
     log.info("run directory: %s", run_dir)
-    hint = "  |  TensorBoard: make tensorboard (serves ./logs)" if loggers else ""
+    serve = (
+        "make tensorboard"
+        if str(cfg.log_dir) == "logs"
+        else f".venv/bin/tensorboard --logdir {cfg.log_dir}"
+    )
+    tensorboard = any(isinstance(lg, TensorBoardLogger) for lg in loggers)
+    hint = f"  |  TensorBoard: {serve}" if tensorboard else ""
     log.info("summary: %s%s", summary.path, hint)
     log.info("%s: test/acc=%.4f val/acc_best=%.4f", status, metrics.get("test/acc", float("nan")),
              metrics.get("val/acc_best", float("nan")))  # fmt: skip
