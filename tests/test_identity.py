@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import subprocess
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +110,26 @@ def test_a_failed_run_is_rerun_in_place_whatever_changed(tmp_path):
     assert previous is not None and not previous.finished and previous.resume_from is None
     assert not (tmp_path / "run" / "checkpoints").exists()  # its weights belong to another config
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+
+
+def test_git_commit_is_dirty_only_when_code_or_configs_changed(tmp_path: Path):
+    """A run's commit names the code it ran: changed docs or results do not make it '-dirty'."""
+    from ablate.run.summary import git_commit
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+        return out.stdout.decode().strip()
+
+    git("init", "-q")
+    for name in ("src/ablate/x.py", "conf/train.yaml", "docs/results/timings.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("a\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    head = git("rev-parse", "HEAD")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "docs/results/timings.txt").write_text("a\nb\n")
+    (tmp_path / "notes.txt").write_text("untracked\n")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "conf/train.yaml").write_text("b\n")
+    assert git_commit(tmp_path) == head + "-dirty"

@@ -49,14 +49,23 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_commit() -> str | None:
-    """The checkout's commit (with '-dirty' if it has local changes), or None outside git."""
+RESULT_PATHS = ("src", "conf", "pyproject.toml", "requirements.lock")  # what decides a run's result
+
+
+def git_commit(repo: Path | None = None) -> str | None:
+    """The checkout's commit, '-dirty' if code or configs (RESULT_PATHS) have local changes; None
+    outside git. Changed docs, tests or results do not make a run unreproducible from its commit."""
     try:
         run = lambda *a: subprocess.run(  # noqa: E731
-            ["git", "-C", str(REPO_ROOT), *a], capture_output=True, text=True, timeout=5, check=True
+            ["git", "-C", str(repo or REPO_ROOT), *a],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         commit = run("rev-parse", "HEAD")
-        return commit + ("-dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
+        changed = run("status", "--porcelain", "--untracked-files=no", "--", *RESULT_PATHS)
+        return commit + ("-dirty" if changed else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
