@@ -11,6 +11,7 @@ from conftest import fast_overrides, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
 from ablate.config import CONF_DIR
 from ablate.validate import value_problems
@@ -20,6 +21,12 @@ EXPERIMENTS = sorted(  # speedrun_* are timed single runs, not studies: tests/te
     for p in (CONF_DIR / "experiment").glob("*.yaml")
     if not p.stem.endswith("_quick") and not p.stem.startswith("speedrun_")
 )
+
+
+def compose_preset(name: str) -> dict:
+    """The preset's composed config as a plain dict."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return OmegaConf.to_container(compose("train", overrides=[f"experiment={name}"]))
 
 
 def _sweep_values(spec: str) -> list[str]:
@@ -116,3 +123,41 @@ def test_a_shrunk_real_sweep_reports_every_run(data_root, tmp_path):
     assert "paired" in line.group(0)
     statuses = {json.loads(p.read_text())["status"] for p in sweep.rglob("summary.json")}
     assert statuses == {"completed"}
+
+
+NEW_PRESETS = {  # the redesigned presets, shrunk: 2 seeds, a few steps, their levels cut where many
+    "bn_mlp_quick": [],
+    "init_mlp_quick": ['hydra.sweeper.params.init="he_normal,xavier_normal"'],
+    "reg_overfit_quick": [],
+    "gn_batch_quick": [],
+    "norm_compare_quick": ['hydra.sweeper.params.norm="batch,group"'],
+}
+
+
+@pytest.mark.parametrize("preset", sorted(NEW_PRESETS))
+def test_a_shrunk_new_preset_runs_end_to_end_with_a_verdict_line_per_claim(
+    preset, data_root, tmp_path
+):
+    sweep = tmp_path / "sweep"
+    overrides = [o for o in fast_overrides(data_root, tmp_path) if "max_epochs" not in o]
+    proc = run_cli(
+        "-m", f"experiment={preset}", *overrides, "trainer.max_epochs=1", "trainer.max_steps=2",
+        "data.train_subset=200", "data.eval_train_max=64", "++trainer.val_check_interval=null",
+        "++trainer.check_val_every_n_epoch=1", "++trainer.limit_val_batches=1",
+        "++trainer.limit_test_batches=1", 'hydra.sweeper.params.seed="0,1"',
+        *NEW_PRESETS[preset], f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    statuses = [json.loads(p.read_text())["status"] for p in sweep.rglob("summary.json")]
+    assert statuses and set(statuses) == {"completed"}
+    from ablate.report import build_report
+
+    md = (build_report(sweep) / "summary.md").read_text()
+    claims = compose_preset(preset)["report"]["claims"]
+    for claim in claims:
+        line = re.search(
+            r"- \*\*(supported|contradicted|no effect|inconclusive)[^*]*\*\*: “"
+            + re.escape(claim["text"]),
+            md,
+        )
+        assert line is not None, (claim["text"], md[:3000])

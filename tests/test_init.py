@@ -77,3 +77,13 @@ def test_default_init_leaves_pytorch_weights():
 def test_unknown_activation_gain_is_an_error():
     with pytest.raises(ValueError, match="known"):
         init.gain_for("swish2")
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_he_and_auto_xavier_gains_match_torch_calculate_gain(activation):
+    """The MLP's sigmoid and tanh units get torch's own gains (1 and 5/3) under He and Xavier(auto)."""
+    gain = nn.init.calculate_gain(activation)
+    std, _ = _std(init.he, (400, 300), activation=activation)
+    assert std == pytest.approx(gain / math.sqrt(300), rel=0.03)
+    std, _ = _std(init.xavier, (400, 300), activation=activation, gain="auto")
+    assert std == pytest.approx(gain * math.sqrt(2.0 / 700), rel=0.03)
