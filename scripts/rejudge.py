@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/rejudge.py            (prints a markdown table: old and new verdicts)
 
-The runs are the landed ones (docs/results/<preset>/results.csv); only the statistics are new.
+The runs are the November ones (docs/results/<preset>/ or, for presets re-run since, docs/results/history/2026-11/<preset>/); only the statistics are new.
 Claims on metrics results.csv does not hold (the landscape probes) are listed as not judgeable.
 """
 
@@ -27,6 +27,18 @@ from ablate.report.runs import STEPS, Run, _num  # noqa: E402
 from ablate.report.stats import step_budget  # noqa: E402
 from ablate.report.sweep import Sweep, order_levels  # noqa: E402
 
+NOVEMBER = (  # the quick studies run in November 2026 under the old rule
+    "aug_data_size_quick", "bn_lr_quick", "bn_noisy_quick", "gn_batch_size_quick",
+    "init_depth_quick", "landscape_quick", "norm_compare_quick", "reg_gap_quick",
+)  # fmt: skip
+
+
+def folder(preset: str) -> Path:
+    """Where the November report of a preset is: docs/results/history/2026-11/ once re-run."""
+    moved = REPO / "docs" / "results" / "history" / "2026-11" / preset
+    return moved if moved.exists() else REPO / "docs" / "results" / preset
+
+
 NOT_FACTORS = {
     "run",
     "status",
@@ -44,7 +56,7 @@ def load(preset: str) -> Sweep:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"experiment={preset}"])
     block = OmegaConf.to_container(cfg.report) if "report" in cfg else {}
-    rows = list(csv.DictReader((REPO / "docs" / "results" / preset / "results.csv").open()))
+    rows = list(csv.DictReader((folder(preset) / "results.csv").open()))
     metrics = [k for k in rows[0] if "/" in k or k == STEPS]
     factors = [k for k in rows[0] if k not in NOT_FACTORS and k not in metrics]
     runs = []
@@ -65,7 +77,7 @@ def load(preset: str) -> Sweep:
 
 def old_verdicts(preset: str) -> dict[str, str]:
     """claim text -> the verdict the landed summary.md printed."""
-    text = (REPO / "docs" / "results" / preset / "summary.md").read_text()
+    text = (folder(preset) / "summary.md").read_text()
     return {m[1]: m[0] for m in re.findall(r"^- \*\*([^*]+)\*\*: “([^”]+)”", text, re.M)}
 
 
@@ -77,8 +89,7 @@ def _old(old: dict[str, str], text: str) -> str:
 def main() -> None:
     print("| preset | claim | old verdict | new verdict | difference [CI] | wins | seeds needed |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for path in sorted((REPO / "docs" / "results").glob("*_quick/results.csv")):
-        preset = path.parent.name
+    for preset in NOVEMBER:
         sweep, old = load(preset), old_verdicts(preset)
         judgeable = [
             c
