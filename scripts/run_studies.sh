@@ -6,7 +6,8 @@
 set -uo pipefail
 scale=${1:-quick}; shift || true
 presets=("$@")
-[ ${#presets[@]} -gt 0 ] || presets=($(ls conf/experiment | grep -v -e _quick -e '^speedrun_' | sed 's/\.yaml$//'))  # speedruns: make speedrun
+# default: every study preset but the speedruns (make speedrun) and those marked "# Superseded by"
+[ ${#presets[@]} -gt 0 ] || presets=($(grep -L '^# Superseded by' conf/experiment/*.yaml | xargs -n1 basename | grep -v -e _quick -e '^speedrun_' | sed 's/\.yaml$//'))
 suffix=$([ "$scale" = quick ] && echo _quick || echo "")
 py=${PY:-.venv/bin/python}
 for p in "${presets[@]}"; do
