@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from ablate.config import CONF_DIR  # noqa: E402
-from ablate.report.claims_section import _used, fmt_difference  # noqa: E402
+from ablate.report.claims_section import _needed, _used, fmt_difference  # noqa: E402
 from ablate.report.cli import judge_sweep  # noqa: E402
 from ablate.report.tables import md_table  # noqa: E402
 
@@ -54,7 +54,7 @@ def rows(sweep_dir: Path) -> list[list[str]]:
             f"`{name}`",
             str(v.claim.get("text", "")),
             source(name),
-            f"**{v.label}**",
+            f"**{v.label}**" + (f" (~{_needed(v)} seeds needed)" if _needed(v) != "—" else ""),
             fmt_difference(v),
             _used(v),
             f"{minutes:.1f}",
