@@ -131,6 +131,8 @@ NEW_PRESETS = {  # the redesigned presets, shrunk: 2 seeds, a few steps, their l
     "reg_overfit_quick": [],
     "gn_batch_quick": [],
     "norm_compare_quick": ['hydra.sweeper.params.norm="batch,group"'],
+    "bn_noisy_quick": [],
+    "landscape_quick": ["diagnostics.landscape.every_n_steps=1"],
 }
 
 
