@@ -53,8 +53,15 @@ def test_hparams_columns_are_the_choices_swept_keys_and_result_shaping_values():
     cols = select_hparams(cfg, choices, {"norm", "optim.lr"})
     assert {"data", "model", "norm", "reg", "init", "aug", "optim", "scheduler"} <= set(cols)
     assert "experiment" not in cols  # None: not a column
-    assert cols["norm"] == "group" and cols["seed"] == 0.0 and cols["reg.dropout"] == 0.5
-    assert cols["data.train_subset"] == 500.0 and cols["model.channels"] == "[32, 64]"
+    assert cols["norm"] == "group" and cols["seed"] == 0.0 and cols["optim.lr"] == 0.05
+    # constants of this sweep (neither swept nor under a swept group) are not columns
+    assert not {"reg.dropout", "data.train_subset", "model.channels", "data.batch_size"} & set(cols)
+    # a swept group brings its result-shaping keys, which differ between its options
+    by_reg = select_hparams(cfg, choices, {"reg", "seed"})
+    assert by_reg["reg"] == "dropout" and by_reg["reg.dropout"] == 0.5 and "optim.lr" not in by_reg
+    # a single run (nothing swept) shows every result-shaping value it has
+    single = select_hparams(cfg, choices, set())
+    assert single["data.train_subset"] == 500.0 and single["model.channels"] == "[32, 64]"
     assert not [k for k in cols if k.split(".")[0] in ("callbacks", "logger", "hydra", "log_dir")]
     assert not [k for k in cols if k.endswith(("root", "cache_dir", "dirpath", "num_workers"))]
     assert len(cols) < 30
@@ -77,9 +84,8 @@ def test_a_sweep_has_one_event_file_per_run_whose_hparams_compare_the_choice(dat
         (events,) = run.glob("events.out.tfevents.*")  # training, test and HParams in one file
         hparams, metrics, scalars = _plugin_data(events)
         seen[run.name] = hparams["norm"]
-        assert {"model", "reg", "init", "optim", "seed", "optim.lr", "data.batch_size"} <= set(
-            hparams
-        )
+        assert {"model", "reg", "init", "optim", "seed"} <= set(hparams)
+        assert not {"optim.lr", "data.batch_size"} & set(hparams)  # the same in every run
         assert not [k for k in hparams if k.startswith(("callbacks", "aug.", "hydra", "logger"))]
         assert {"test/acc", "val/acc_best", "status"} <= set(metrics)
         assert 0 <= scalars["test/acc"] <= 1 and scalars["status"] == 1.0

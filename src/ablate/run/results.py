@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 # Config-group choices shown as one column each (named as the group: `norm`, `reg`, ...).
 HPARAM_GROUPS = ("data", "model", "norm", "reg", "init", "aug", "optim", "scheduler", "experiment")
-# The values that shape a result, shown whenever the run has them (model keys per architecture).
+# The values that shape a result, shown when they can differ within the sweep (model keys per
+# architecture); constants of a sweep are left out, as the whole config is in summary.json.
 HPARAM_KEYS = (
     "optim.lr",
     "data.batch_size",
@@ -85,6 +86,15 @@ def _shown_key(key: str) -> bool:
     return parts[0] not in NOT_HPARAM and parts[-1] not in NOT_HPARAM_LEAF
 
 
+def _may_differ(key: str, swept: set[str]) -> bool:
+    """Whether a result-shaping key can differ between the runs of a sweep sweeping `swept`.
+
+    In a single run (nothing swept) every key is shown; in a sweep only a swept key, a key of a swept
+    group (`reg.dropout` when `reg` is swept) or any key when presets (`experiment`) are swept.
+    """
+    return not swept or bool({key, key.split(".")[0], "experiment"} & swept)
+
+
 def select_hparams(
     cfg: DictConfig, choices: dict[str, Any], swept: set[str] | list[str]
 ) -> dict[str, bool | float | str]:
@@ -103,7 +113,8 @@ def select_hparams(
     for group in HPARAM_GROUPS:
         if (v := _hparam_value(choices.get(group))) is not None:
             out[group] = v
-    keys = [k.lstrip("+~") for k in sorted(swept)] + ["seed", *HPARAM_KEYS]
+    swept = {k.lstrip("+~") for k in swept}
+    keys = sorted(swept) + ["seed", *(k for k in HPARAM_KEYS if _may_differ(k, swept))]
     for key in keys:
         if key in out or not _shown_key(key):
             continue
