@@ -302,3 +302,20 @@ def test_judge_at_a_look_uses_its_nominal_level(tmp_path: Path):
     assert plot_forest([look], tmp_path / "forest.png")
     assert (tmp_path / "forest.png").read_bytes().startswith(b"\x89PNG")
     assert not plot_forest([judge({"text": "no metric"}, sweep)], tmp_path / "none.png")
+
+
+def test_interaction_with_a_null_level_pairs_the_full_training_set():
+    # aug_data_size's shape: augmentation helps more with 1,000 images than with all (null)
+    rng = np.random.default_rng(5)
+    means = {("none", 1000): 0.90, ("light", 1000): 0.93, ("none", None): 0.99, ("light", None): 0.99}
+    runs = [
+        run(s, f_aug=a, f_data__train_subset=n, test__acc=m + rng.normal(0, 0.002))
+        for (a, n), m in means.items()
+        for s in range(5)
+    ]
+    claim = {"text": "helps more with little data", "metric": "test/acc", "factor": "aug",
+             "better": "light", "worse": "none", "higher_is_better": True,
+             "by": {"key": "data.train_subset", "from": "null", "to": 1000}}  # fmt: skip
+    v = judge(claim, sweep_of(runs, [claim]))
+    assert v.verdict == "supported" and v.comparison.n == 5
+    assert v.comparison.mean == pytest.approx(0.03, abs=0.005)
