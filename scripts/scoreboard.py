@@ -5,7 +5,9 @@
 Prints one markdown table: preset, claim, source (the preset header's "Source:"), verdict,
 difference [CI] as the report judges it (a study's sweep at its last look), seeds used, the
 minutes its runs took together, and the commit they came from. --write puts it into
-docs/results/README.md and between the scoreboard markers of README.md.
+docs/results/README.md and between the scoreboard markers of README.md: the given presets' rows
+replace their earlier rows (in place; a new preset's go last), other presets' rows stay as they are,
+so one preset re-run updates the table without its neighbours' sweeps (--fresh: only the given).
 """
 
 from __future__ import annotations
@@ -64,6 +66,26 @@ def rows(sweep_dir: Path) -> list[list[str]]:
     ]
 
 
+def merge(old_table: str, new_rows: list[list[str]]) -> list[list[str]]:
+    """The rows of `old_table` with every preset of `new_rows` replaced by its new rows."""
+    new_by_preset: dict[str, list[list[str]]] = {}
+    for row in new_rows:
+        new_by_preset.setdefault(row[0], []).append(row)
+    out: list[list[str]] = []
+    placed: set[str] = set()
+    for line in old_table.splitlines():
+        if not line.startswith("| `"):
+            continue  # the header, its rule, anything else
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+        preset = cells[0]
+        if preset not in new_by_preset:
+            out.append(cells)
+        elif preset not in placed:  # where the preset's rows were: all its new rows
+            out += new_by_preset[preset]
+            placed.add(preset)
+    return out + [r for p, rows_ in new_by_preset.items() if p not in placed for r in rows_]
+
+
 def main() -> None:
     """Print the scoreboard; with --write, put it into docs/results/README.md and README.md."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -71,17 +93,23 @@ def main() -> None:
     parser.add_argument(
         "--write", action="store_true", help="update docs/results/README.md and README.md"
     )
+    parser.add_argument(
+        "--fresh", action="store_true", help="with --write: only the given presets' rows"
+    )
     args = parser.parse_args()
-    table = md_table(HEADER, [row for sweep in args.sweeps for row in rows(sweep)])
-    print(table)
+    new_rows = [row for sweep in args.sweeps for row in rows(sweep)]
     if not args.write:
+        print(md_table(HEADER, new_rows))
         return
     for path in (REPO / "docs" / "results" / "README.md", REPO / "README.md"):
         text = path.read_text()
         if BEGIN not in text or END not in text:
             sys.exit(f"scoreboard: error: {path} has no {BEGIN} ... {END} markers to write between")
         head, _, rest = text.partition(BEGIN)
-        path.write_text(f"{head}{BEGIN}\n{table}\n{END}{rest.partition(END)[2]}")
+        old, _, tail = rest.partition(END)
+        table = md_table(HEADER, new_rows if args.fresh else merge(old, new_rows))
+        path.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+    print(table)
 
 
 if __name__ == "__main__":

@@ -307,7 +307,12 @@ def test_judge_at_a_look_uses_its_nominal_level(tmp_path: Path):
 def test_interaction_with_a_null_level_pairs_the_full_training_set():
     # aug_data_size's shape: augmentation helps more with 1,000 images than with all (null)
     rng = np.random.default_rng(5)
-    means = {("none", 1000): 0.90, ("light", 1000): 0.93, ("none", None): 0.99, ("light", None): 0.99}
+    means = {
+        ("none", 1000): 0.90,
+        ("light", 1000): 0.93,
+        ("none", None): 0.99,
+        ("light", None): 0.99,
+    }
     runs = [
         run(s, f_aug=a, f_data__train_subset=n, test__acc=m + rng.normal(0, 0.002))
         for (a, n), m in means.items()
