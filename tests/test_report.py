@@ -469,3 +469,25 @@ def test_accuracy_curves_plot_data_inside_0_1_and_two_factors_as_colour_and_styl
     c = by_label["norm=batch, optim.lr=0.01"]
     assert a.get_color() == b.get_color() != c.get_color()
     assert a.get_linestyle() == c.get_linestyle() != b.get_linestyle()
+
+
+def test_the_forest_plot_shows_the_verdicts_of_the_claims_table(
+    tmp_path: Path, sweep_dir, monkeypatch
+):
+    # a study's report judges at its last look: the forest plot must not re-judge at a single look
+    import shutil
+
+    from ablate.report import forest
+    from ablate.report.cli import judge_sweep
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy, ignore=shutil.ignore_patterns("report"))
+    drawn = []
+    monkeypatch.setattr(
+        forest, "plot_forest", lambda verdicts, path: drawn.append(verdicts) or True
+    )
+    report.build_report(copy, looks=(1, 5))
+    at_look = judge_sweep(copy, (1, 5))[2]
+    single = judge_sweep(copy)[2]
+    key = lambda vs: [(v.claim.get("text"), v.verdict, v.lo, v.hi) for v in vs]  # noqa: E731
+    assert key(drawn[0]) == key(at_look) != key(single)

@@ -161,7 +161,7 @@ def build_report(
     out = sweep.root / REPORT_DIRNAME
     out.mkdir(exist_ok=True)
     write_csv(out / "results.csv", sweep)
-    plots = write_plots(out, sweep)
+    plots = write_plots(out, sweep, verdicts)  # the forest plot shows the claims table's verdicts
     text = render_summary(sweep, verdicts, plots)
     if study is not None:  # right after the Claims section
         head, sep, tail = text.partition("\n\n## Status")

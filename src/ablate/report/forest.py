@@ -77,6 +77,7 @@ def plot_forest(verdicts: list[Verdict], path: Path) -> bool:
     return True
 
 
-def write_forest(out: Path, sweep: Sweep) -> bool:
-    """forest.png of the sweep's claims (single look); False if no claim has a difference."""
-    return plot_forest(judge_all(sweep), out / FOREST)
+def write_forest(out: Path, sweep: Sweep, verdicts: list[Verdict] | None = None) -> bool:
+    """forest.png of the claims' verdicts (the report's: a study's at its last look; else judged
+    here at a single look); False if no claim has a difference."""
+    return plot_forest(judge_all(sweep) if verdicts is None else verdicts, out / FOREST)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ablate.report.claims import Verdict
 from ablate.report.cost import COST, plot_cost
 from ablate.report.forest import FOREST, write_forest
 from ablate.report.runs import TARGET_METRIC
@@ -219,12 +220,12 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def write_plots(out: Path, sweep: Sweep) -> list[str]:
-    """Every plot there is data for; returns the file names written."""
+def write_plots(out: Path, sweep: Sweep, verdicts: list[Verdict] | None = None) -> list[str]:
+    """Every plot there is data for (the forest plot of `verdicts`); returns the file names written."""
     old_plots = [*out.glob("curves_*.png"), *out.glob("bar_*.png"), *out.glob("landscape.png")]
     for old in [*old_plots, *out.glob(FOREST), *out.glob(COST)]:
         old.unlink()  # a plot that has no data any more must not linger from an earlier report
-    written = [FOREST] if write_forest(out, sweep) else []
+    written = [FOREST] if write_forest(out, sweep, verdicts) else []
     written += [name for key, name in CURVES if plot_curves(sweep, key, out / name)]
     if plot_landscape(sweep, out / "landscape.png"):
         written.append("landscape.png")
