@@ -14,13 +14,13 @@ from scipy import stats
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from ablate.report.claims import judge, judge_all  # noqa: E402
-from ablate.report.claims_section import fmt_difference, section_claims  # noqa: E402
+from ablate.report.claims_section import fmt_difference, fmt_verdict, section_claims  # noqa: E402
 from ablate.report.forest import plot_forest  # noqa: E402
 from ablate.report.runs import Run, _text  # noqa: E402
 from ablate.report.sequential import boundaries, look_alpha, spent  # noqa: E402
 from ablate.report.stats import mean_ci  # noqa: E402
 from ablate.report.sweep import Sweep, order_levels  # noqa: E402
-from ablate.report.verdicts import holm, holm_levels, outcome, paired_arrays  # noqa: E402
+from ablate.report.verdicts import holm, holm_levels, outcome, paired, paired_arrays  # noqa: E402
 
 ACC = {"text": "BN beats none", "metric": "test/acc", "factor": "norm", "better": "batch",
        "worse": "none"}  # fmt: skip
@@ -324,3 +324,16 @@ def test_interaction_with_a_null_level_pairs_the_full_training_set():
     v = judge(claim, sweep_of(runs, [claim]))
     assert v.verdict == "supported" and v.comparison.n == 5
     assert v.comparison.mean == pytest.approx(0.03, abs=0.005)
+
+
+def test_sign_flip_permutation_p_is_exact_for_few_pairs_and_shown_beside_t():
+    d = np.array([0.8, 0.8, 0.5, 0.1, 0.04, -0.004, -0.008, 0.0, 0.8, 0.8])  # bimodal: no normality
+    # exact: of the 2^10 sign patterns, those whose |mean| reaches the observed one
+    signs = np.array(np.meshgrid(*[[-1, 1]] * d.size)).reshape(d.size, -1).T
+    means = np.abs((signs * d).mean(axis=1))
+    exact = np.mean(means >= abs(d.mean()) - 1e-12)
+    c = paired(d)
+    assert c.perm_p == pytest.approx(exact) and c.p == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
+    sweep = sweep_of(two_sides(0.9 + d, np.full(d.size, 0.9)), [ACC])
+    line = fmt_verdict(judge(ACC, sweep))
+    assert f"{c.perm_p:.3g} (sign-flip permutation; at 10 pairs never below 0.00195)" in line

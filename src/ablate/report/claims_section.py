@@ -82,6 +82,12 @@ def fmt_verdict(v: Verdict) -> str:
     lo95, hi95 = v.ci95
     numbers.append(f"95% CI [{_num(lo95, d)}, {_num(hi95, d)}]")
     numbers.append(f"margin ±{v.margin:.{d}f}")
+    if math.isfinite(cmp.perm_p):
+        floor = 2 / 2**cmp.n  # the smallest two-sided p n pairs' sign flips can give
+        numbers.append(
+            f"p = {cmp.p:.3g} (t), {cmp.perm_p:.3g} (sign-flip permutation; "
+            f"at {cmp.n} pairs never below {floor:.3g})"
+        )
     picks = "; ".join(f"{side_}: {pick}" for side_, pick in v.picks.items())
     return (
         f"- **{v.label}**: “{text}” — `{c['metric']}`{scope}, "
@@ -113,7 +119,9 @@ def section_claims(sweep: Sweep, verdicts: list[Verdict], plots: Sequence[str] =
         "**supported** / **contradicted**: the interval lies above / below 0, i.e. the "
         f"Holm-adjusted p < {verdicts[0].alpha:.3g} (each interval is at its claim's Holm level, "
         "shown when not 95%); **no effect**: the TOST (1 − 2α) interval lies inside ±margin; else "
-        "**inconclusive**, with the seeds that would decide it at the observed sd."
+        "**inconclusive**, with the seeds that would decide it at the observed sd. Each paired "
+        "line also gives a sign-flip permutation p beside the t-test's, a check that needs no "
+        "normality (it does not change the verdict)."
     )
     if steps:
         rule += (
