@@ -491,3 +491,21 @@ def test_the_forest_plot_shows_the_verdicts_of_the_claims_table(
     single = judge_sweep(copy)[2]
     key = lambda vs: [(v.claim.get("text"), v.verdict, v.lo, v.hi) for v in vs]  # noqa: E731
     assert key(drawn[0]) == key(at_look) != key(single)
+
+
+def test_cost_plot_legend_shows_colour_per_first_factor_and_marker_per_second(
+    sweep_dir: Path, tmp_path: Path, monkeypatch
+):
+    from ablate.report import cost, plots
+    from ablate.report.sweep import load_sweep
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    assert cost.plot_cost(load_sweep(sweep_dir), tmp_path / "cost.png")
+    handles, labels = figures[0].axes[0].get_legend_handles_labels()
+    shown = dict(zip(labels, handles, strict=True))
+    a, b = shown["norm=none, optim.lr=0.01"], shown["norm=none, optim.lr=0.1"]
+    c = shown["norm=batch, optim.lr=0.01"]
+    assert a.get_color() == b.get_color() != c.get_color()
+    assert a.get_marker() == c.get_marker() != b.get_marker()
+    assert all(h.get_linestyle() == "None" for h in handles)  # markers alone, no error bars

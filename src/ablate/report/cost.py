@@ -93,8 +93,9 @@ def plot_cost(sweep: Sweep, path: Path) -> bool:
             fmt=marker,
             color=colour,
             capsize=4,
-            label=_label(sweep.factors, cell),
         )
+        # the legend shows the marker alone: the error bars' caps made the shapes hard to tell apart
+        ax.plot([], [], marker, color=colour, markersize=7, label=_label(sweep.factors, cell))
     ax.set(
         xlabel="wall time per run (s; bar: min–max over seeds)",
         ylabel="test/acc (fraction correct; bar: 95% CI)",
