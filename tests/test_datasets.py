@@ -206,6 +206,21 @@ def test_different_roots_get_different_caches(tmp_path):
     assert_mnist_equal(load_dataset("mnist", tmp_path / "a", cache), a)
 
 
+def test_the_source_not_only_the_name_keys_the_cache(tmp_path):
+    # fashion_mnist relabelled data.dataset=mnist, same root and shape: it must not read MNIST's cache
+    from ablate.data import cache as dataset_cache
+    from ablate.data.sources import source
+
+    cache = tmp_path / "cache"
+    digits = make_mnist(tmp_path / "data", seed=1)
+    fashion = make_mnist(tmp_path / "data", seed=2, folder="FashionMNIST")
+    assert_mnist_equal(load_dataset("mnist", tmp_path / "data", cache), digits)
+    relabelled = dataset_cache.load("mnist", source("fashion_mnist").read, tmp_path / "data", cache)
+    assert_mnist_equal(relabelled, fashion)
+    assert_mnist_equal(load_dataset("mnist", tmp_path / "data", cache), digits)  # not overwritten
+    assert len(list(cache.iterdir())) == 2
+
+
 def test_unwritable_cache_warns_and_still_returns(tmp_path, caplog):
     arrays = make_mnist(tmp_path / "data")
     cache = tmp_path / "cache-is-a-file"

@@ -44,7 +44,7 @@ def load(
     channels = _check_channels(channels)
     size = _check_size(image_size)
     root = Path(root).expanduser().resolve()
-    cache = _cache_path(name, root, Path(cache_dir).expanduser(), channels, size)
+    cache = _cache_path(name, _source(read), root, Path(cache_dir).expanduser(), channels, size)
     data, _ = _read_cache(cache)  # no lock on a hit: readers never wait for each other
     if data is not None:
         log.debug("Loaded %s from cache %s", name, cache)
@@ -83,10 +83,18 @@ def _check_size(image_size: Sequence[int] | None) -> Size | None:
 # --- cache ------------------------------------------------------------------------------------
 
 
+def _source(read: Reader) -> str:
+    """Which decoder `read` is (`ablate.data.sources.mnist.FashionMNIST` for its bound classmethod)."""
+    owner = getattr(read, "__self__", read)
+    return f"{owner.__module__}.{owner.__qualname__}"
+
+
 def _cache_path(
-    name: str, root: Path, cache_dir: Path, channels: int | None, size: Size | None
+    name: str, source: str, root: Path, cache_dir: Path, channels: int | None, size: Size | None
 ) -> Path:
-    ident = json.dumps([name, str(root), channels, size, CACHE_VERSION])
+    # The decoder is part of the key, not only the dataset's name (a label a config can change):
+    # data=fashion_mnist with data.dataset=mnist must not read or overwrite MNIST's arrays.
+    ident = json.dumps([name, source, str(root), channels, size, CACHE_VERSION])
     key = hashlib.sha1(ident.encode()).hexdigest()[:12]
     return cache_dir / f"{name}-{key}"
 
