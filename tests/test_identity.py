@@ -70,6 +70,11 @@ def test_import_paths_locations_and_null_switches_are_not_identity():
     assert config_hash(BEFORE_THE_MOVE) == config_hash(_today())
 
 
+def test_a_study_budget_is_not_identity():
+    # a preset that declares `study: {max_seeds: 16}` keeps the runs it had before
+    assert config_hash({**_today(), "study": {"max_seeds": 16}}) == config_hash(_today())
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [("seed", 1), ("data.batch_size", 64), ("reg.dropout", 0.0), ("norm.placement", "after_act")],

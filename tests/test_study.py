@@ -27,6 +27,7 @@ from ablate.study import (
     claim_cells,
     planned_looks,
     read_design,
+    resolve_budget,
     round_commands,
     seeds_at,
     stop_reason,
@@ -83,6 +84,15 @@ def test_stop_rule():
     assert stop_reason([undecided], 1, 4, cells, elapsed_h=1, max_hours=2) is None
     assert stop_reason([undecided], 1, 4, []).startswith("more seeds cannot")
     assert stop_reason([], 1, 4, cells) == "no claims to judge"
+
+
+def test_a_preset_declares_its_seed_budget_and_the_flags_override_it(tmp_path):
+    design = read_design("experiment=bn_lr_quick", [f"log_dir={tmp_path}", "+study.max_seeds=14"])
+    assert design.budget == {"max_seeds": 14}
+    assert resolve_budget(design.budget) == (14, 2, None)  # add and max_hours: the defaults
+    assert resolve_budget(design.budget, max_seeds=6, max_hours=0.5) == (6, 2, 0.5)
+    assert resolve_budget({}) == (10, 2, None)
+    assert read_design("experiment=bn_lr_quick", [f"log_dir={tmp_path}"]).budget == {}
 
 
 def test_blocks_cover_exactly_the_cells():
@@ -187,8 +197,8 @@ def _seeds(sweep: Path) -> dict[str, list[int]]:
 
 
 def test_a_decided_study_stops_without_adding_seeds(data_root, tmp_path):
-    # identical runs, default margin: "no effect" at look 1, though the cap allows 2 more looks
-    out = _finish(_study("--max-seeds", "6", *_study_args(data_root, tmp_path, "", "20,50")))
+    # identical runs, default margin: "no effect" at look 1, though the declared cap allows 2 more
+    out = _finish(_study(*_study_args(data_root, tmp_path, "", "20,50"), "+study.max_seeds=6"))
     sweep = tmp_path / "sweep"
     assert _seeds(sweep) == {
         "trainer.log_every_n_steps=20": [0, 1],

@@ -30,6 +30,7 @@ _NOT_IN_NAME = (
     "resume",
     "callbacks.progress_bar",
     "logger",
+    "study",
 )
 COMMAND_ENV = "ABLATE_COMMAND"  # the command line's overrides, set by the CLI for launcher workers
 

@@ -32,6 +32,7 @@ NOT_IDENTITY = (
     "data.eval_batch_size",  # val/test scores do not depend on how the split is batched
     "logger",
     "callbacks.progress_bar",
+    "study",  # the seed budget of ablate.study, not of a run
 )
 EXIT_IN_USE = 2
 EXIT_SWEEP_FAILED = 1

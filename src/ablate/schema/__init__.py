@@ -101,6 +101,7 @@ class TrainConfig(Schema):
     scheduler: _group("scheduler")
     trainer: _group("trainer")
     diagnostics: dict[str, Diagnostic | None] | None = None
+    study: g.Study | None = None  # read by ablate.study only
 
 
 # ---------------------------------------------------------------- problems, one line each

@@ -145,6 +145,16 @@ class Reg(Schema):
     )
 
 
+class Study(Schema):
+    """A preset's declared seed budget for `python -m ablate.study` (its flags override it)."""
+
+    max_seeds: PositiveInt = 10
+    add: PositiveInt = 2
+    max_hours: Annotated[None | Annotated[float, Field(gt=0)], allowed("null or a number > 0")] = (
+        None
+    )
+
+
 class Init(Schema):
     target: Target
     partial: Partial = True

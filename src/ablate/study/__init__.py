@@ -65,7 +65,7 @@ from ablate.study.rounds import (
 
 __all__ = [
     "Design", "Study", "StudyError", "blocks", "cells_to_extend", "claim_cells", "main",
-    "planned_looks", "read_design", "round_commands", "seeds_at", "stop_reason",
+    "planned_looks", "read_design", "resolve_budget", "round_commands", "seeds_at", "stop_reason",
 ]  # fmt: skip
 
 LOCK_WAIT_S = 120  # a killed study's sweep gets this long to stop (it is sent SIGTERM)
@@ -204,6 +204,15 @@ class Study:
         write_bytes_atomic(path, json.dumps(self.record, indent=2).encode())
 
 
+def resolve_budget(declared: dict[str, Any], max_seeds: int | None = None, add: int | None = None,
+                   max_hours: float | None = None) -> tuple[int, int, float | None]:  # fmt: skip
+    """(max_seeds, add, max_hours): the flags given, else the preset's `study:`, else 10, 2, none."""
+    plan = {"max_seeds": MAX_SEEDS, "add": ADD, "max_hours": None, **declared}
+    flags = {"max_seeds": max_seeds, "add": add, "max_hours": max_hours}
+    plan.update({k: v for k, v in flags.items() if v is not None})
+    return plan["max_seeds"], plan["add"], plan["max_hours"]
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m ablate.study experiment=<name> [options] [-- overrides]`: 0 when the report is out."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -214,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("experiment", help="experiment=<preset> (conf/experiment/<preset>.yaml)")
     parser.add_argument("overrides", nargs="*", help="more ablate.train overrides (also after --)")
-    parser.add_argument("--max-seeds", type=int, default=MAX_SEEDS, help="seed cap per cell (10)")
-    parser.add_argument("--add", type=int, default=ADD, help="seeds added per round (2)")
+    # Defaults: the preset's declared `study:` budget, else 10 seeds, 2 per round, no time cap.
+    parser.add_argument("--max-seeds", type=int, help="seed cap per cell (study.max_seeds, 10)")
+    parser.add_argument("--add", type=int, help="seeds added per round (study.add, 2)")
     parser.add_argument("--max-hours", type=float, help="no new round after this wall time")
     args = parser.parse_intermixed_args(own)
     name = args.experiment.lstrip("+").removeprefix("experiment=")
@@ -225,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         log(
             f"{math.prod(map(len, design.factors.values()))} cells, seeds {design.seeds} first, in {design.sweep_dir}"
         )
-        Study(design, args.max_seeds, args.add, args.max_hours, log, ["ablate.study", *argv]).run()
+        budget = resolve_budget(design.budget, args.max_seeds, args.add, args.max_hours)
+        Study(design, *budget, log, ["ablate.study", *argv]).run()
     except StudyError as e:
         print(f"ablate.study: error: {e}", file=sys.stderr)
         return e.code

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class Design:
     factors: dict[str, list[str]]  # swept keys but seed -> levels, as Hydra spells them
     params: set[str]  # the keys of hydra.sweeper.params (others are swept on the command line)
     seeds: list[int]  # the preset's seeds: round 1
+    budget: dict[str, Any] = field(default_factory=dict)  # the preset's `study:` (max_seeds, add, max_hours)
 
 
 def blocks(cells: Sequence[Cell]) -> list[list[list[str]]]:
@@ -134,4 +135,7 @@ def read_design(experiment: str, extras: list[str]) -> Design:
         raise StudyError(f"a study needs integer seeds swept by the preset, got seed={seeds}")
     factors = {k: v for k, v in levels.items() if not k.startswith("hydra")}
     sweep_dir = Path(str(cfg.hydra.sweep.dir)).expanduser().resolve()
-    return Design(experiment, extras, sweep_dir, factors, set(params), [int(s) for s in seeds])
+    budget = OmegaConf.to_container(cfg.study, resolve=True) if cfg.get("study") else {}
+    return Design(
+        experiment, extras, sweep_dir, factors, set(params), [int(s) for s in seeds], budget
+    )
