@@ -471,6 +471,32 @@ def test_accuracy_curves_plot_data_inside_0_1_and_two_factors_as_colour_and_styl
     assert a.get_linestyle() == c.get_linestyle() != b.get_linestyle()
 
 
+def test_curves_of_different_batch_sizes_are_drawn_against_images_seen(
+    sweep_dir: Path, tmp_path: Path, monkeypatch
+):
+    """Batch 32 and batch 2 at equal epochs end at equal images, not at equal steps."""
+    from ablate.report import plots
+    from ablate.report.sweep import load_sweep
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    sweep = load_sweep(sweep_dir)
+    sizes = {}
+    for i, run in enumerate(sweep.runs):
+        sizes[run.name] = 2 if i % 2 else 32
+        if i % 3:  # swept: the override as typed; else from the resolved config
+            run.overrides["data.batch_size"] = str(sizes[run.name])
+        else:
+            run.config.setdefault("data", {})["batch_size"] = sizes[run.name]
+    assert plots.plot_curves(sweep, "val/acc", tmp_path / "c.png")
+    (ax,) = [a for a in figures[0].axes if a.get_ylabel()]
+    assert ax.get_xlabel() == "training images seen (thousands)"
+    thin = [line for line in ax.get_lines() if line.get_linewidth() < 1]
+    last_steps = {r.name: r.series("val/acc")[0][-1] for r in sweep.runs if r.completed}
+    expected = sorted(last_steps[n] * sizes[n] / 1000 for n in last_steps)
+    assert sorted(line.get_xdata()[-1] for line in thin) == pytest.approx(expected)
+
+
 def test_the_forest_plot_shows_the_verdicts_of_the_claims_table(
     tmp_path: Path, sweep_dir, monkeypatch
 ):

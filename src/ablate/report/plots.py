@@ -72,15 +72,27 @@ def _batch_size(sweep: Sweep) -> int | None:
     return sizes.pop() if len(sizes) == 1 and isinstance(next(iter(sizes)), int) else None
 
 
+def _run_batch(run: Any) -> int:
+    """A run's training batch size, 0 when it is not a number (that run's line is left out)."""
+    size = str(run.lookup("data.batch_size"))  # an override is kept as typed: "32"
+    return int(size) if size.isdigit() else 0
+
+
 def plot_curves(sweep: Sweep, key: str, path: Path) -> bool:
-    """`key` against step per cell: each seed a thin line, their mean bold; False without data.
+    """`key` against step per cell (against images seen where the batch size differs between runs):
+    each seed a thin line, their mean bold; False without data.
 
     Thin per-seed lines, not a mean +- std band: a band of accuracies reaches past 1.0 and hides
     how the seeds actually spread. With two factors the first is the colour, the second the style.
     """
+    batch = _batch_size(sweep)
+    by_images = len({_run_batch(r) for r in sweep.runs} - {0}) > 1  # batch sizes differ
     lines = []
     for cell, runs in sweep.cells().items():
         series = [s for r in runs if r.completed and (s := r.series(key))[0].size]
+        if by_images:  # compare at equal images seen, not equal steps
+            series = [(steps * b / 1000, v) for r in runs if r.completed and (b := _run_batch(r))
+                      for steps, v in [r.series(key)] if steps.size]  # fmt: skip
         if series:
             lines.append((cell, series))
     if not lines:
@@ -104,11 +116,11 @@ def plot_curves(sweep: Sweep, key: str, path: Path) -> bool:
         ax.set_ylim(max(0.0, low - 0.02), 1.0)  # accuracy is a fraction: nothing drawn past 1
     what = f"each seed thin, mean bold{'; ' + legend if legend else ''}"
     ax.set(
-        xlabel="training step (optimizer steps)",
+        xlabel="training images seen (thousands)" if by_images else "training step (optimizer steps)",
         ylabel=_units(key),
         title=f"{key} per cell\n({what})",
     )
-    if (batch := _batch_size(sweep)) is not None:
+    if batch is not None:
         top = ax.secondary_xaxis(
             "top", functions=(lambda s: s * batch / 1000, lambda k: k * 1000 / batch)
         )
