@@ -87,6 +87,8 @@ def _refused(overrides: list[str], capsys) -> list[str]:
         (["optim=adam", "optim.betas=[1.5,0.9]"], "optim.betas=[1.5, 0.9] is not allowed: a pair"),
         (["norm=btach"], "norm=btach is not allowed: one of ['batch', 'batch_noisy', 'group',"),
         (["data.on_device=true", "aug=strong"], "data.on_device=true but aug for digits has no"),
+        (["data=cifar10", "data.dataset=mnist"], "data.dataset='mnist', but CIFAR10 reads cifar10: choose the dataset with data=mnist"),
+        (["data.dataset=digits"], "but MNIST reads mnist: choose the dataset with data=<option>"),
         (["model=plain_deep", "model.pool_stages=6"], "model=plain_deep cannot be built for 1x28x28"),
         (["norm=instance", "model.head_norm=true"], "model.head_norm=true with norm=instance"),
         (["scheduler=none", "+scheduler.gamma=0.5"], "unknown key scheduler.gamma for scheduler=none"),

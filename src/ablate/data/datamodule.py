@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
+from ablate.config import CONF_DIR
 from ablate.data import cache
 from ablate.data.augment import BatchAugment, build_augment
 from ablate.data.decode import ImageData, Size
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 class ImageDataModule(L.LightningDataModule):
     """A dataset split into train/val (seeded) plus the official test split; a source subclass reads it."""
 
+    name: str | None = None  # the data.dataset a source reads (None: any label, e.g. image_folder)
+
     def __init__(
         self,
         dataset: str,
@@ -69,6 +72,12 @@ class ImageDataModule(L.LightningDataModule):
         on_device: bool | None = None,
     ) -> None:
         super().__init__()
+        if self.name is not None and dataset != self.name:  # a label that would mislabel reports
+            option = dataset if (CONF_DIR / "data" / f"{dataset}.yaml").exists() else "<option>"
+            raise ValueError(
+                f"data.dataset={dataset!r}, but {type(self).__name__} reads {self.name}: "
+                f"choose the dataset with data={option} and leave data.dataset out"
+            )
         self.dataset, self.root, self.cache_dir, self.download = dataset, root, cache_dir, download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.val_fraction = num_workers, val_fraction

@@ -126,6 +126,8 @@ def _load_cifar10(
 class CIFAR10(ImageDataModule):
     """CIFAR-10 (Krizhevsky 2009) under <root>, in the first of the accepted layouts found."""
 
+    name = "cifar10"
+
     @classmethod
     def locate(cls, root: Path, *, download: bool) -> None:
         _locate_cifar10(root, download=download)

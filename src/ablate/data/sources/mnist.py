@@ -142,6 +142,7 @@ def _load_idx(
 class MNIST(ImageDataModule):
     """MNIST (LeCun et al. 1998): the IDX files under <root>/MNIST/raw, downloaded there when online."""
 
+    name = "mnist"
     folder = "MNIST"  # torchvision's dataset class and folder name
 
     @classmethod
@@ -160,4 +161,5 @@ class MNIST(ImageDataModule):
 class FashionMNIST(MNIST):
     """Fashion-MNIST (Xiao et al. 2017): the IDX files under <root>/FashionMNIST/raw."""
 
+    name = "fashion_mnist"
     folder = "FashionMNIST"
