@@ -92,6 +92,7 @@ def test_a_preset_declares_its_seed_budget_and_the_flags_override_it(tmp_path):
     assert resolve_budget(design.budget) == (14, 2, None)  # add and max_hours: the defaults
     assert resolve_budget(design.budget, max_seeds=6, max_hours=0.5) == (6, 2, 0.5)
     assert resolve_budget({}) == (10, 2, None)
+    assert resolve_budget({"max_seeds": None, "add": 3}) == (10, 3, None)  # null: not declared
     assert read_design("experiment=bn_lr_quick", [f"log_dir={tmp_path}"]).budget == {}
 
 

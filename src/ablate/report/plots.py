@@ -89,10 +89,13 @@ def plot_curves(sweep: Sweep, key: str, path: Path) -> bool:
     by_images = len({_run_batch(r) for r in sweep.runs} - {0}) > 1  # batch sizes differ
     lines = []
     for cell, runs in sweep.cells().items():
-        series = [s for r in runs if r.completed and (s := r.series(key))[0].size]
-        if by_images:  # compare at equal images seen, not equal steps
-            series = [(steps * b / 1000, v) for r in runs if r.completed and (b := _run_batch(r))
-                      for steps, v in [r.series(key)] if steps.size]  # fmt: skip
+        series = []
+        for r in runs:
+            if not r.completed or (by_images and not _run_batch(r)):
+                continue
+            steps, values = r.series(key)
+            if steps.size:  # at equal images seen, not equal steps, when batch sizes differ
+                series.append((steps * _run_batch(r) / 1000 if by_images else steps, values))
         if series:
             lines.append((cell, series))
     if not lines:
@@ -115,8 +118,9 @@ def plot_curves(sweep: Sweep, key: str, path: Path) -> bool:
         low = min(float(np.nanmin(v)) for _, series in lines for _, v in series)
         ax.set_ylim(max(0.0, low - 0.02), 1.0)  # accuracy is a fraction: nothing drawn past 1
     what = f"each seed thin, mean bold{'; ' + legend if legend else ''}"
+    x = "training images seen (thousands)" if by_images else "training step (optimizer steps)"
     ax.set(
-        xlabel="training images seen (thousands)" if by_images else "training step (optimizer steps)",
+        xlabel=x,
         ylabel=_units(key),
         title=f"{key} per cell\n({what})",
     )

@@ -146,10 +146,13 @@ class Reg(Schema):
 
 
 class Study(Schema):
-    """A preset's declared seed budget for `python -m ablate.study` (its flags override it)."""
+    """A preset's declared seed budget for `python -m ablate.study` (its flags override it).
 
-    max_seeds: PositiveInt = 10
-    add: PositiveInt = 2
+    Unset keys keep ablate.study's defaults (ablate.study.rounds: MAX_SEEDS, ADD; no time cap).
+    """
+
+    max_seeds: Annotated[None | Annotated[int, Field(gt=0)], allowed("a positive integer")] = None
+    add: Annotated[None | Annotated[int, Field(gt=0)], allowed("a positive integer")] = None
     max_hours: Annotated[None | Annotated[float, Field(gt=0)], allowed("null or a number > 0")] = (
         None
     )

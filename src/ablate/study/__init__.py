@@ -207,9 +207,10 @@ class Study:
 def resolve_budget(declared: dict[str, Any], max_seeds: int | None = None, add: int | None = None,
                    max_hours: float | None = None) -> tuple[int, int, float | None]:  # fmt: skip
     """(max_seeds, add, max_hours): the flags given, else the preset's `study:`, else 10, 2, none."""
-    plan = {"max_seeds": MAX_SEEDS, "add": ADD, "max_hours": None, **declared}
+    plan: dict[str, Any] = {"max_seeds": MAX_SEEDS, "add": ADD, "max_hours": None}
     flags = {"max_seeds": max_seeds, "add": add, "max_hours": max_hours}
-    plan.update({k: v for k, v in flags.items() if v is not None})
+    for given in (declared, flags):  # null or absent: the level below decides
+        plan.update({k: v for k, v in given.items() if v is not None})
     return plan["max_seeds"], plan["add"], plan["max_hours"]
 
 

@@ -36,7 +36,8 @@ class Design:
     factors: dict[str, list[str]]  # swept keys but seed -> levels, as Hydra spells them
     params: set[str]  # the keys of hydra.sweeper.params (others are swept on the command line)
     seeds: list[int]  # the preset's seeds: round 1
-    budget: dict[str, Any] = field(default_factory=dict)  # the preset's `study:` (max_seeds, add, max_hours)
+    # the preset's declared `study:` budget (max_seeds, add, max_hours), {} when it has none
+    budget: dict[str, Any] = field(default_factory=dict)
 
 
 def blocks(cells: Sequence[Cell]) -> list[list[list[str]]]:
