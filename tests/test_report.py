@@ -245,6 +245,18 @@ def test_plan_with_glob_is_unknown(tmp_path: Path):
     assert "norm" in plan.unknown and plan.expected_runs() is None
 
 
+def test_a_plain_value_on_the_command_line_narrows_a_swept_key(tmp_path: Path):
+    # a preset sweeps seed=100,101,102; `seed=0` on the command line runs seed 0 alone (Hydra does)
+    text = MULTIRUN_YAML.replace(
+        "params: null", "params:\n      seed: 100,101,102\n      optim.lr: 0.1,0.3"
+    )
+    text = text.replace("- seed=0,1,2,3", "- seed=0").replace("    - optim.lr=0.01,0.1\n", "")
+    (tmp_path / "multirun.yaml").write_text(text)
+    plan = load_plan(tmp_path)
+    assert plan.values == {"seed": ["0"], "optim.lr": ["0.1", "0.3"], "norm": ["none", "batch"]}
+    assert plan.expected_runs() == 4
+
+
 def test_results_csv_one_row_per_run(built: Path, sweep_dir: Path):
     rows = read_csv(built)
     assert len(rows) == len(list(sweep_dir.rglob("summary.json"))) == 15

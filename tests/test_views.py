@@ -114,6 +114,19 @@ def test_merging_event_files_keeps_every_record_in_order(tmp_path):
     assert [(e.step, e.value) for e in acc.Scalars("x")] == [(0, 0.0), (1, 1.0), (2, 2.0)]
 
 
+def test_progress_counts_the_runs_hydra_launches_when_the_command_line_narrows_a_sweep():
+    from omegaconf import OmegaConf
+
+    from ablate.run.progress import planned_combos
+
+    cfg = OmegaConf.create(
+        {"hydra": {"sweeper": {"params": {"norm": "none,batch,group", "seed": "100,101,102"}},
+                   "overrides": {"task": ["seed=0", "norm=batch,group", "trainer.max_steps=20"]}}}
+    )  # fmt: skip
+    combos, total = planned_combos(cfg)
+    assert total == 2 and combos == [{"norm": "batch", "seed": "0"}, {"norm": "group", "seed": "0"}]
+
+
 def test_progress_line_counts_runs_and_estimates_time_from_the_finished_ones():
     p = Progress(total=24, skipped=3, done=4, elapsed_s=160.0)
     assert p.left == 17 and p.left_s() == pytest.approx(680.0)

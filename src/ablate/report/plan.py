@@ -52,6 +52,41 @@ def sweep_values(spec: str) -> tuple[str, list[str] | None] | None:
         return key, None
 
 
+def _plain_value(spec: str) -> tuple[str, str] | None:
+    """(key, value) of a plain `key=value` override; None if it is a sweep or not Hydra syntax."""
+    try:
+        (override,) = OverridesParser.create().parse_overrides([spec])
+    except Exception:  # noqa: BLE001 - not Hydra syntax
+        return None
+    if override.is_sweep_override() or override.value() is None:
+        return None
+    return override.get_key_element().lstrip("+~"), override.get_value_element_as_str()
+
+
+def plan_from_specs(specs: list[str]) -> Plan:
+    """The plan of sweeper params followed by command-line overrides: later specs win, and a plain
+    `key=value` narrows a swept key to that one value, as Hydra's basic sweeper does."""
+    plan = Plan({}, {})
+    for spec in specs:
+        parsed = sweep_values(spec)
+        if parsed is None:
+            plain = _plain_value(spec)
+            if plain is not None and plain[0] in plan.keys:  # e.g. `seed=0` on a preset's seeds
+                plan.unknown.pop(plain[0], None)
+                plan.values[plain[0]] = [plain[1]]
+            continue
+        key, values = parsed
+        if key.startswith("hydra."):
+            continue
+        plan.values.pop(key, None)
+        plan.unknown.pop(key, None)
+        if values is None:
+            plan.unknown[key] = spec
+        else:
+            plan.values[key] = values
+    return plan
+
+
 def load_plan(root: Path) -> Plan | None:
     """The sweep plan from <root>/multirun.yaml; None if there is none."""
     path = root / "multirun.yaml"
@@ -66,16 +101,4 @@ def load_plan(root: Path) -> Plan | None:
         specs += [str(s) for s in (OmegaConf.to_container(task) if task is not None else [])]
     except Exception as e:  # noqa: BLE001 - a broken plan must not stop the report
         return Plan({}, {"multirun.yaml": f"unreadable ({type(e).__name__})"})
-    plan = Plan({}, {})
-    for spec in specs:  # command-line overrides come last and win over sweeper params
-        parsed = sweep_values(spec)
-        if parsed is None or parsed[0].startswith("hydra."):
-            continue
-        key, values = parsed
-        plan.values.pop(key, None)
-        plan.unknown.pop(key, None)
-        if values is None:
-            plan.unknown[key] = spec
-        else:
-            plan.values[key] = values
-    return plan
+    return plan_from_specs(specs)

@@ -10,7 +10,6 @@ this sweep. Time left = elapsed / runs done x runs left: with parallel workers, 
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import time
@@ -22,7 +21,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.report.plan import load_plan, sweep_values
+from ablate.report.plan import load_plan, plan_from_specs
 from ablate.report.runs import find_summaries, parse_overrides
 from ablate.run.identity import FINISHED, secondary_rank
 
@@ -117,22 +116,11 @@ def planned_combos(config: DictConfig) -> tuple[list[dict[str, str]] | None, int
     task = OmegaConf.select(config, "hydra.overrides.task", default=None)
     specs = [f"{k}={v}" for k, v in (OmegaConf.to_container(params) if params else {}).items()]
     specs += [str(s) for s in (OmegaConf.to_container(task) if task is not None else [])]
-    values: dict[str, list[str]] = {}
-    unknown = False
-    for spec in specs:  # as ablate.report.plan.load_plan: command-line values win
-        parsed = sweep_values(spec)
-        if parsed is None or parsed[0].startswith("hydra."):
-            continue
-        key, vals = parsed
-        values.pop(key, None)
-        if vals is None:
-            unknown = True
-        else:
-            values[key] = vals
-    if unknown:  # a search (Optuna): its trial count, when the sweeper has one
+    plan = plan_from_specs(specs)  # as ablate.report.plan.load_plan: command-line values win
+    if plan.unknown:  # a search (Optuna): its trial count, when the sweeper has one
         trials = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
         return None, int(trials) if isinstance(trials, int) else None
-    combos = [dict(zip(values, c, strict=True)) for c in itertools.product(*values.values())]
+    combos = plan.combos()
     return (combos or None), max(len(combos), 1)
 
 
