@@ -4,7 +4,7 @@
 
 Prints one markdown table: preset, claim, source (the preset header's "Source:"), verdict,
 difference [CI] as the report judges it (a study's sweep at its last look), seeds used, the
-minutes its runs took together, and the commit they came from. --write puts it into
+minutes its runs took together, the machine and the commit they came from. --write puts it into
 docs/results/README.md and between the scoreboard markers of README.md: the given presets' rows
 replace their earlier rows (in place; a new preset's go last), other presets' rows stay as they are,
 so one preset re-run updates the table without its neighbours' sweeps (--fresh: only the given).
@@ -26,9 +26,12 @@ from ablate.config import CONF_DIR  # noqa: E402
 from ablate.report.claims_section import _needed, _used, fmt_difference  # noqa: E402
 from ablate.report.cli import judge_sweep  # noqa: E402
 from ablate.report.tables import md_table  # noqa: E402
+from ablate.report.verdicts import Verdict  # noqa: E402
 
 BEGIN, END = "<!-- scoreboard:begin -->", "<!-- scoreboard:end -->"
-HEADER = ["preset", "claim", "source", "verdict", "difference [CI]", "seeds", "run min", "commit"]
+HEADER = [
+    "preset", "claim", "source", "verdict", "difference [CI]", "seeds", "run min", "machine", "commit",
+]  # fmt: skip
 
 
 def source(preset: str) -> str:
@@ -43,12 +46,23 @@ def source(preset: str) -> str:
     return found.group(1) if found else "—"
 
 
-def rows(sweep_dir: Path) -> list[list[str]]:
-    """One row per claim of the sweep."""
+def _why(v: Verdict) -> str:
+    """What an undecided verdict lacks: the seeds it needs, or why nothing could be compared."""
+    if _needed(v) != "—":
+        return f" (~{_needed(v)} seeds needed)"
+    return f" ({v.reason.rstrip('.')})" if v.comparison is None and v.reason else ""
+
+
+def rows(sweep_dir: Path, machine: str | None = None) -> list[list[str]]:
+    """One row per claim of the sweep; `machine` names it where its runs do not record theirs."""
     sweep, _, verdicts = judge_sweep(sweep_dir)
     minutes = sum(r.wall_time_s for r in sweep.runs if math.isfinite(r.wall_time_s)) / 60
-    commits = Counter((r.git_commit or "unknown")[:7] for r in sweep.runs if r.status != "corrupt")
+    runs = [r for r in sweep.runs if r.status != "corrupt"]
+    short = lambda c: c[:7] + ("-dirty" if c.endswith("-dirty") else "")  # noqa: E731
+    commits = Counter(short(r.git_commit or "unknown") for r in runs)
     commit = ", ".join(f"`{c}`" for c in commits) + (" (mixed)" if len(commits) > 1 else "")
+    machines = Counter(r.machine for r in runs if r.machine)
+    where = "; ".join(machines) or machine or "—"
     names = {r.choices.get("experiment") for r in sweep.runs} - {None}
     name = str(names.pop()) if len(names) == 1 else sweep.root.name
     return [
@@ -56,10 +70,11 @@ def rows(sweep_dir: Path) -> list[list[str]]:
             f"`{name}`",
             str(v.claim.get("text", "")),
             source(name),
-            f"**{v.label}**" + (f" (~{_needed(v)} seeds needed)" if _needed(v) != "—" else ""),
+            f"**{v.label}**" + _why(v),
             fmt_difference(v),
             _used(v),
             f"{minutes:.1f}",
+            where,
             commit,
         ]
         for v in verdicts
@@ -94,10 +109,13 @@ def main() -> None:
         "--write", action="store_true", help="update docs/results/README.md and README.md"
     )
     parser.add_argument(
+        "--machine", help="the machine of sweeps whose runs do not record it (older summary.json)"
+    )
+    parser.add_argument(
         "--fresh", action="store_true", help="with --write: only the given presets' rows"
     )
     args = parser.parse_args()
-    new_rows = [row for sweep in args.sweeps for row in rows(sweep)]
+    new_rows = [row for sweep in args.sweeps for row in rows(sweep, args.machine)]
     if not args.write:
         print(md_table(HEADER, new_rows))
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 from importlib.metadata import version
 
@@ -164,6 +165,7 @@ def test_summary_and_tensorboard_contents(data_root, tmp_path):
         "lightning"
     )
     assert "git_commit" in s
+    assert s["machine"].startswith(f"{platform.machine()}, {os.cpu_count()} CPUs")  # GPUs follow
     assert "reg=all" in s["overrides"] and s["choices"]["reg"] == "all" and s["swept"] == []
     assert [h["epoch"] for h in s["history"]] == [0]
     assert s["history"][0]["step"] == s["steps"] and 0 <= s["history"][0]["val/acc"] <= 1

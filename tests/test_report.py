@@ -454,6 +454,16 @@ def test_runs_from_several_commits_are_flagged(tmp_path: Path):
     )
 
 
+def test_the_machine_the_runs_trained_on_is_named_and_a_mix_is_counted(tmp_path: Path):
+    for seed, where in enumerate(["x86_64, 2 CPUs", "x86_64, 2 CPUs", "x86_64, 16 CPUs, 1 x GPU"]):
+        write_summary(
+            tmp_path, {"norm": "none", "seed": seed}, "completed", git_commit="a" * 16,
+            metrics={"test/acc": 0.9}, machine=where,
+        )  # fmt: skip
+    md = (report.build_report(tmp_path) / "summary.md").read_text()
+    assert "; machine: x86_64, 2 CPUs (2 runs) | x86_64, 16 CPUs, 1 x GPU (1 run)." in md
+
+
 def test_accuracy_curves_plot_data_inside_0_1_and_two_factors_as_colour_and_style(
     sweep_dir: Path, tmp_path: Path, monkeypatch
 ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "scoreboard.py"
@@ -31,3 +32,30 @@ def test_merge_replaces_a_presets_rows_in_place_and_keeps_the_others():
     new_b = [row("b", "only b now", "**no effect**")]
     merged = scoreboard.merge(table, [*new_b, row("d", "new preset")])
     assert merged == [old[0], *new_b, old[3], row("d", "new preset")]
+
+
+def _run(sweep: Path, norm: str, seed: int, acc: float, **fields) -> None:
+    run = sweep / f"norm={norm},seed={seed}"
+    run.mkdir(parents=True)
+    claim = {"text": "BN beats none", "metric": "test/acc", "factor": "norm",
+             "better": "batch", "worse": "none", "higher_is_better": True}  # fmt: skip
+    data = {
+        "status": "completed", "seed": seed, "overrides": [f"norm={norm}", f"seed={seed}"],
+        "swept": ["norm", "seed"], "choices": {"norm": norm, "experiment": "toy"},
+        "config": {"seed": seed, "report": {"claims": [claim]}},
+        "metrics": {"test/acc": acc}, "wall_time_s": 30.0, **fields,
+    }  # fmt: skip
+    (run / "summary.json").write_text(json.dumps(data))
+
+
+def test_a_row_names_the_machine_a_dirty_commit_and_why_nothing_was_compared(tmp_path: Path):
+    for seed in range(3):
+        _run(tmp_path, "none", seed, 0.90 + seed / 1000, git_commit="1234567890ab-dirty")
+    (row,) = scoreboard.rows(tmp_path, machine="16 CPUs, 1 x H200")
+    assert row[0] == "`toy`" and row[-1] == "`1234567-dirty`" and row[-2] == "16 CPUs, 1 x H200"
+    assert row[3].startswith("**inconclusive** (") and "usable runs" in row[3]  # no batch runs
+    assert row[6] == "1.5"  # 3 runs x 30 s
+    for seed in range(3):  # runs that record their machine name it, whatever --machine says
+        _run(tmp_path, "batch", seed, 0.95 + seed / 1000, machine="x86_64, 2 CPUs")
+    (row,) = scoreboard.rows(tmp_path, machine="ignored")
+    assert row[-2] == "x86_64, 2 CPUs" and row[3] == "**supported**"

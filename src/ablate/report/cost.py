@@ -136,6 +136,11 @@ def section_provenance(sweep: Sweep) -> str:
             f"{v}" + (f" ({n} runs)" if len(versions) > 1 else "")
             for v, n in versions.most_common()
         )
+    machines = Counter(r.machine for r in runs if r.machine)
+    if machines:
+        text += "; machine: " + " | ".join(
+            m + (f" ({_runs(n)})" if len(machines) > 1 else "") for m, n in machines.most_common()
+        )
     return text + "."
 
 

@@ -81,6 +81,7 @@ class Run:
     path: Path | None = None  # the summary.json it was read from
     git_commit: str | None = None  # the commit the run was trained at ('-dirty': local changes)
     versions: dict[str, str] = field(default_factory=dict)  # python and package versions
+    machine: str | None = None  # where it trained, e.g. "x86_64, 16 CPUs, 1 x NVIDIA H200"
 
     @property
     def completed(self) -> bool:
@@ -186,4 +187,5 @@ def _run_from_dict(name: str, data: dict[str, Any], path: Path) -> Run:
         versions={str(k): str(v) for k, v in (data.get("versions") or {}).items()}
         if isinstance(data.get("versions"), dict)
         else {},
+        machine=str(data["machine"]) if data.get("machine") else None,
     )

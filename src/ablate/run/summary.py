@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import platform
 import subprocess
 import time
@@ -47,6 +48,15 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def machine() -> str:
+    """The machine a run trained on, for reports: architecture, CPU count and any CUDA GPUs."""
+    text = f"{platform.machine()}, {os.cpu_count()} CPUs"
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        text += ", " + ", ".join(f"{names.count(n)} x {n}" for n in dict.fromkeys(names))
+    return text
 
 
 RESULT_PATHS = ("src", "conf", "pyproject.toml", "requirements.lock")  # what decides a run's result
@@ -147,6 +157,7 @@ class RunSummary:
             "config": OmegaConf.to_container(cfg, resolve=True),
             "versions": package_versions(),
             "git_commit": git_commit(),
+            "machine": machine(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         if earlier:
