@@ -38,6 +38,7 @@ from ablate.data.loaders import (
     DeviceBatches,
     ShardedBatchSampler,
     split_indices,
+    spread_over_classes,
     stratified_pick,
 )
 from ablate.run.resume import ResumableLoader
@@ -220,11 +221,9 @@ class ImageDataModule(L.LightningDataModule):
         size = self.batch_size if shuffle else self.eval_batch_size
         if self.data_path == "device":
             return self._device_loader(split, shuffle, limit, size, rank, world)
-        if (
-            world > 1
-            and self.trainer is not None
-            and self.trainer._accelerator_connector.use_distributed_sampler
-        ):
+        trainer = self.trainer
+        sampler_by_lightning = trainer and trainer._accelerator_connector.use_distributed_sampler
+        if world > 1 and sampler_by_lightning:
             raise ValueError(
                 "distributed training with data.on_device=false needs "
                 "trainer.use_distributed_sampler=false (the datamodule shards batches itself; "
@@ -237,22 +236,11 @@ class ImageDataModule(L.LightningDataModule):
         order = torch.Generator().manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         base = RandomSampler(ds, generator=order) if shuffle else SequentialSampler(ds)
-        return DataLoader(
-            ds,
-            batch_size=None,
-            sampler=ShardedBatchSampler(
-                base,
-                size,
-                rank,
-                world,
-                pad=shuffle,
-                seed=self.seed if augment is not None else None,
-                epoch=(lambda: self.trainer.current_epoch) if self.trainer else None,
-            ),  # fmt: skip
-            num_workers=self.num_workers,
-            generator=gen,
-            persistent_workers=self.num_workers > 0,
-        )
+        epoch = (lambda: self.trainer.current_epoch) if self.trainer else None
+        sampler = ShardedBatchSampler(base, size, rank, world, pad=shuffle, epoch=epoch,
+                                      seed=self.seed if augment is not None else None)  # fmt: skip
+        return DataLoader(ds, batch_size=None, sampler=sampler, num_workers=self.num_workers,
+                          generator=gen, persistent_workers=self.num_workers > 0)  # fmt: skip
 
     def _device_loader(
         self, split: str, shuffle: bool, limit: int | None, size: int, rank: int, world: int
@@ -271,11 +259,9 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> ResumableLoader:
         """The training batches; checkpoints record the position in the epoch (exact resume)."""
-        if self.data_path == "device":
-            return ResumableLoader(self._loader("train", shuffle=True))
-        return ResumableLoader(
-            self._loader("train", shuffle=True, augment=self._augment(self.seed))
-        )
+        # the device path augments with its own batched ops (self._device_aug)
+        augment = None if self.data_path == "device" else self._augment(self.seed)
+        return ResumableLoader(self._loader("train", shuffle=True, augment=augment))
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("val", shuffle=False)
@@ -290,13 +276,9 @@ class ImageDataModule(L.LightningDataModule):
         x, y = batch
         x = x.float().div_(255.0)
         if self.standardize:
-            if (
-                x.device not in self._stats_on
-            ):  # copied once: a per-batch copy would sync with the host
-                self._stats_on[x.device] = (
-                    self.mean.to(x.device).view(1, -1, 1, 1),
-                    self.std.to(x.device).view(1, -1, 1, 1),
-                )
+            if x.device not in self._stats_on:  # copied once: a per-batch copy syncs with the host
+                self._stats_on[x.device] = (self.mean.to(x.device).view(1, -1, 1, 1),
+                                            self.std.to(x.device).view(1, -1, 1, 1))  # fmt: skip
             mean, std = self._stats_on[x.device]
             x = x.sub_(mean).div_(std)
         return x, y
@@ -307,10 +289,7 @@ class ImageDataModule(L.LightningDataModule):
         Image folders store their training split sorted by class: the first n would be one class.
         """
         x, y = self._splits["train"]
-        pick = np.random.default_rng([self.seed, 4]).permutation(len(y))
-        per_class = -(-n // len(np.unique(y)))  # ceil: a few images of every class
-        keep = [i for c in np.unique(y) for i in pick[y[pick] == c][:per_class]][:n]
-        images = x[np.sort(keep)]
+        images = x[spread_over_classes(y, n, np.random.default_rng([self.seed, 4]))]
         if self.data_path == "device":  # show what the device ops do, computed on the CPU
             if self._device_aug is None:
                 return images, None

@@ -16,6 +16,14 @@ from ablate.data.device_aug import (
 )
 
 
+def spread_over_classes(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n indices drawn across the classes (a few of every class), sorted: previews of image
+    folders, whose training split is sorted by class, would otherwise show one class."""
+    pick = rng.permutation(len(y))
+    per_class = -(-n // len(np.unique(y)))  # ceil
+    return np.sort([i for c in np.unique(y) for i in pick[y[pick] == c][:per_class]][:n])
+
+
 def stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Indices of n items of y, each class represented in proportion to its frequency (largest remainder)."""
     classes, counts = np.unique(y, return_counts=True)
