@@ -541,6 +541,28 @@ def test_the_forest_plot_shows_the_verdicts_of_the_claims_table(
     assert key(drawn[0]) == key(at_look) != key(single)
 
 
+def test_a_claim_with_nothing_to_compare_gets_a_forest_row_saying_why(sweep_dir, monkeypatch):
+    import matplotlib.figure
+
+    from ablate.report import forest
+    from ablate.report.cli import judge_sweep
+
+    verdicts = judge_sweep(sweep_dir)[2]
+    never_run = [v for v in verdicts if v.comparison is None]
+    assert never_run and len(never_run) < len(verdicts)  # the lr 0.5 claim: no runs at all
+    figures = []
+    monkeypatch.setattr(
+        matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: figures.append(fig)
+    )
+    assert forest.plot_forest(verdicts, Path("unused.png"))
+    (ax,) = figures[0].axes
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(rows) == len(verdicts) and never_run[0].claim["text"][:30] in " ".join(rows)
+    notes = [t.get_text() for t in ax.texts if t.get_text().startswith("not compared:")]
+    assert len(notes) == len(never_run)
+    assert not forest.plot_forest(never_run, Path("unused.png"))  # nothing to draw: no file
+
+
 def test_cost_plot_legend_shows_colour_per_first_factor_and_marker_per_second(
     sweep_dir: Path, tmp_path: Path, monkeypatch
 ):

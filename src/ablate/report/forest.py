@@ -1,4 +1,5 @@
-"""forest.png: one row per tested claim, its signed difference with interval, ±margin and 0."""
+"""forest.png: one row per claim, its signed difference with interval, ±margin and 0; a claim with
+nothing to compare (e.g. no finished runs on a side) gets a row that says so."""
 
 from __future__ import annotations
 
@@ -30,30 +31,41 @@ def _scale(verdicts: list[Verdict]) -> tuple[list[float], str, float]:
 
 
 def plot_forest(verdicts: list[Verdict], path: Path) -> bool:
-    """The forest plot of the claims that have a difference; False (no file) if none has."""
-    rows = [v for v in verdicts if v.comparison is not None and math.isfinite(v.lo)]
-    if not rows:
+    """The forest plot of the claims; False (no file) if none has a difference."""
+    drawn = lambda v: v.comparison is not None and math.isfinite(v.lo)  # noqa: E731
+    if not any(map(drawn, verdicts)):
         return False
+    rows = list(verdicts)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    factors, xlabel, band = _scale(rows)
+    scale, xlabel, band = _scale([v for v in rows if drawn(v)])
+    factors = iter(scale)
     fig, ax = plt.subplots(figsize=(9, 1.6 + 0.7 * len(rows)))
     y = np.arange(len(rows))[::-1]
     ax.axvspan(-band, band, color="tab:blue", alpha=0.12, label="±margin (no effect)")
     ax.axvline(0, color="black", lw=1)
-    for yi, v, f in zip(y, rows, factors, strict=True):
+    lim = band * 1.5
+    for yi, v in zip(y, rows, strict=True):
         color = COLORS.get(v.verdict, "tab:gray")
-        lo95, hi95 = v.ci95
-        ax.plot([v.lo * f, v.hi * f], [yi, yi], color=color, lw=1)  # decision interval
-        ax.plot([lo95 * f, hi95 * f], [yi, yi], color=color, lw=4, solid_capstyle="butt")
-        ax.plot([v.comparison.mean * f], [yi], "o", color=color)
         ax.annotate(
             v.label, (1.01, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8,
             color=color,
         )  # fmt: skip
+        if not drawn(v):
+            why = textwrap.shorten(f"not compared: {v.reason.rstrip('.')}", 70)
+            ax.annotate(why, (0.5, yi), xycoords=("axes fraction", "data"), ha="center",
+                        va="center", fontsize=8, color="tab:gray", style="italic",
+                        bbox={"facecolor": "white", "edgecolor": "none"})  # fmt: skip
+            continue
+        f = next(factors)
+        lim = max(lim, abs(v.lo * f), abs(v.hi * f))
+        lo95, hi95 = v.ci95
+        ax.plot([v.lo * f, v.hi * f], [yi, yi], color=color, lw=1)  # decision interval
+        ax.plot([lo95 * f, hi95 * f], [yi, yi], color=color, lw=4, solid_capstyle="butt")
+        ax.plot([v.comparison.mean * f], [yi], "o", color=color)
     labels = [textwrap.shorten(v.claim.get("text") or "(claim)", 48) for v in rows]
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_ylim(-0.8, len(rows) - 0.2)
@@ -62,9 +74,6 @@ def plot_forest(verdicts: list[Verdict], path: Path) -> bool:
     )
     ax.annotate(
         "← the other way", (0.0, 1.01), xycoords="axes fraction", ha="left", va="bottom", fontsize=8
-    )
-    lim = max(
-        band * 1.5, *(max(abs(v.lo * f), abs(v.hi * f)) for v, f in zip(rows, factors, strict=True))
     )
     ax.set_xlim(-1.1 * lim, 1.1 * lim)
     ax.set_xlabel(xlabel)
