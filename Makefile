@@ -32,9 +32,9 @@ study:  ## a preset as a sequential study: seeds added only where claims are und
 	@test -n "$(EXP)" || { echo "usage: make study EXP=<preset> [SCALE=quick] [ARGS=\"--max-seeds N --add K\"]" >&2; exit 2; }
 	$(PY) -m ablate.study experiment=$(EXP)$(if $(filter quick,$(SCALE)),_quick) $(ARGS)
 
-studies:  ## run every quick preset, report each into docs/results/ (SCALE=full for the GPU-sized ones)
+studies:  ## run every quick preset, report each into docs/results/ (SCALE=full for the GPU-sized ones; ARGS: more study options)
 	mkdir -p logs docs/results
-	PY=$(PY) bash scripts/run_studies.sh $(or $(SCALE),quick) $(EXP)
+	PY=$(PY) ARGS="$(ARGS)" bash scripts/run_studies.sh $(or $(SCALE),quick) $(EXP)
 
 report:  ## tables, plots and verdicts for a sweep: make report SWEEP=logs/multiruns/<dir>
 	@test -n "$(SWEEP)" || { echo "usage: make report SWEEP=<sweep directory>" >&2; exit 2; }

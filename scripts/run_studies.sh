@@ -3,6 +3,8 @@
 # only where a claim is undecided, no new round after MAX_HOURS, default 0.2), time each, copy its
 # report to docs/results/.
 #   scripts/run_studies.sh [quick|full] [preset ...]     (default: quick, every preset)
+#   ARGS="..." adds options and overrides to every study, e.g. on a GPU:
+#   ARGS="hydra/launcher=joblib hydra.launcher.n_jobs=8" scripts/run_studies.sh full norm_compare
 set -uo pipefail
 scale=${1:-quick}; shift || true
 presets=("$@")
@@ -10,11 +12,12 @@ presets=("$@")
 [ ${#presets[@]} -gt 0 ] || presets=($(grep -L '^# Superseded by' conf/experiment/*.yaml | xargs -n1 basename | grep -v -e _quick -e '^speedrun_' | sed 's/\.yaml$//'))
 suffix=$([ "$scale" = quick ] && echo _quick || echo "")
 py=${PY:-.venv/bin/python}
+read -ra extra <<< "${ARGS:-}"
 for p in "${presets[@]}"; do
   name=$p$suffix
   start=$(date +%s)
   # a sequential study: the preset's seeds, then seeds added only where a claim is undecided
-  "$py" -m ablate.study "experiment=$name" --max-hours "${MAX_HOURS:-0.2}" callbacks.progress_bar=null > "logs/$name.log" 2>&1
+  "$py" -m ablate.study "experiment=$name" --max-hours "${MAX_HOURS:-0.2}" callbacks.progress_bar=null ${extra[@]+"${extra[@]}"} > "logs/$name.log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
   [ $rc -eq 0 ] || "$py" -m ablate.report "logs/experiments/$name" > /dev/null

@@ -255,3 +255,27 @@ def test_an_undecidable_study_stops_at_its_cap_and_resumes_after_sigkill(data_ro
     assert "Pocock spending at look 2 of 2" in summary
     assert "8 runs planned, 8 found: 8 completed" in summary and "0 missing" in summary
     assert "| same | inconclusive | 3 | — |" in summary  # seeds used per claim
+
+
+def test_make_studies_runs_each_preset_with_the_extra_args_and_keeps_its_report(tmp_path: Path):
+    # scripts/run_studies.sh with a stand-in for python that records its arguments and writes a report
+    fake = tmp_path / "fake_python"
+    fake.write_text(
+        '#!/bin/bash\necho "$@" >> calls.txt\nd=logs/experiments/${3#experiment=}/report\n'
+        'mkdir -p $d && echo "report of $3" > $d/summary.md\n'
+    )
+    fake.chmod(0o755)
+    (tmp_path / "logs").mkdir()
+    env = {**os.environ, "PY": str(fake), "ARGS": "hydra/launcher=joblib hydra.launcher.n_jobs=8"}
+    script = REPO / "scripts" / "run_studies.sh"
+    subprocess.run(["bash", str(script), "full", "norm_compare", "bn_mlp"], cwd=tmp_path, env=env,
+                   check=True, capture_output=True)  # fmt: skip
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    common = (
+        "--max-hours 0.2 callbacks.progress_bar=null hydra/launcher=joblib hydra.launcher.n_jobs=8"
+    )
+    assert calls == [f"-m ablate.study experiment={p} {common}" for p in ("norm_compare", "bn_mlp")]
+    report = tmp_path / "docs" / "results" / "bn_mlp" / "summary.md"
+    assert report.read_text() == "report of experiment=bn_mlp\n"
+    timings = (tmp_path / "docs" / "results" / "timings.txt").read_text()
+    assert "norm_compare: exit 0" in timings and "bn_mlp: exit 0" in timings
