@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import platform
 import subprocess
 import zipfile
 from pathlib import Path
@@ -138,3 +140,22 @@ def test_git_commit_is_dirty_only_when_code_or_configs_changed(tmp_path: Path):
     assert git_commit(tmp_path) == head
     (tmp_path / "conf/train.yaml").write_text("b\n")
     assert git_commit(tmp_path) == head + "-dirty"
+
+
+def test_the_machine_names_gpus_only_once_cuda_is_up(monkeypatch):
+    import torch
+
+    from ablate.run import summary
+
+    cpus = f"{platform.machine()}, {os.cpu_count()} CPUs"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert summary.machine() == cpus
+    names = ["NVIDIA H200", "NVIDIA H200", "NVIDIA A100"]
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(names))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: asked.append(i) or names[i])
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert summary.machine() == f"{cpus}, 3 CUDA GPUs" and asked == []  # no context made for it
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    assert summary.machine() == f"{cpus}, 2 x NVIDIA H200, 1 x NVIDIA A100"

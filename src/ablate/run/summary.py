@@ -53,10 +53,13 @@ def package_versions() -> dict[str, str]:
 def machine() -> str:
     """The machine a run trained on, for reports: architecture, CPU count and any CUDA GPUs."""
     text = f"{platform.machine()}, {os.cpu_count()} CPUs"
-    if torch.cuda.is_available():
-        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        text += ", " + ", ".join(f"{names.count(n)} x {n}" for n in dict.fromkeys(names))
-    return text
+    if not torch.cuda.is_available():  # (creates no CUDA context)
+        return text
+    if not torch.cuda.is_initialized():  # names need a context: asking would create one here,
+        n = torch.cuda.device_count()  # before a fork-based launcher forks (ddp_fork)
+        return f"{text}, {n} CUDA GPU{'s' * (n > 1)}"
+    names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return text + ", " + ", ".join(f"{names.count(n)} x {n}" for n in dict.fromkeys(names))
 
 
 RESULT_PATHS = ("src", "conf", "pyproject.toml", "requirements.lock")  # what decides a run's result
@@ -208,6 +211,7 @@ class RunSummary:
         self.data.update(
             status=status, wall_time_s=round(time.perf_counter() - self.start, 3), **extra
         )
+        self.data["machine"] = machine()  # now with the GPUs' names if the run used them
         if metrics is not None:
             self.data["metrics"] = {k: _number(v) for k, v in sorted(metrics.items())}
         if history is not None:
