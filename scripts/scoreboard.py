@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO / "src"))
 from ablate.config import CONF_DIR  # noqa: E402
 from ablate.report.claims_section import _needed, _used, fmt_difference  # noqa: E402
 from ablate.report.cli import judge_sweep  # noqa: E402
+from ablate.report.cost import short_commit  # noqa: E402
 from ablate.report.tables import md_table  # noqa: E402
 from ablate.report.verdicts import Verdict  # noqa: E402
 
@@ -58,8 +59,7 @@ def rows(sweep_dir: Path, machine: str | None = None) -> list[list[str]]:
     sweep, _, verdicts = judge_sweep(sweep_dir)
     minutes = sum(r.wall_time_s for r in sweep.runs if math.isfinite(r.wall_time_s)) / 60
     runs = [r for r in sweep.runs if r.status != "corrupt"]
-    short = lambda c: c[:7] + ("-dirty" if c.endswith("-dirty") else "")  # noqa: E731
-    commits = Counter(short(r.git_commit or "unknown") for r in runs)
+    commits = Counter(short_commit(r.git_commit or "unknown", 7) for r in runs)
     commit = ", ".join(f"`{c}`" for c in commits) + (" (mixed)" if len(commits) > 1 else "")
     machines = Counter(r.machine for r in runs if r.machine)
     where = "; ".join(machines) or machine or "—"

@@ -119,7 +119,7 @@ def section_provenance(sweep: Sweep) -> str:
         if r.versions
     )
     shown = "; ".join(
-        f"`{_short(c)}`" + (f" ({_runs(n)})" if len(commits) > 1 else "")
+        f"`{short_commit(c)}`" + (f" ({_runs(n)})" if len(commits) > 1 else "")
         for c, n in commits.most_common()
     )
     if len(commits) == 1:
@@ -144,8 +144,9 @@ def section_provenance(sweep: Sweep) -> str:
     return text + "."
 
 
-def _short(commit: str) -> str:
-    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+def short_commit(commit: str, width: int = 12) -> str:
+    """The commit's first `width` hex digits, keeping its '-dirty' mark."""
+    return commit[:width] + ("-dirty" if commit.endswith("-dirty") else "")
 
 
 def _runs(n: int) -> str:

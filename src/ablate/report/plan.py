@@ -34,33 +34,30 @@ class Plan:
         return [dict(zip(keys, c, strict=True)) for c in itertools.product(*self.values.values())]
 
 
-def sweep_values(spec: str) -> tuple[str, list[str] | None] | None:
-    """(key, values) of a sweep override, (key, None) if they can't be listed, None if no sweep."""
+def _read(spec: str) -> tuple[str, list[str] | None, bool] | None:
+    """(key, values, is_sweep) of an override, parsed once: a sweep's values (None if they can't be
+    listed) or a plain override's one value; None for anything else (e.g. deleting a key)."""
     try:
         (override,) = OverridesParser.create().parse_overrides([spec])
     except Exception:  # noqa: BLE001 - not Hydra syntax: fall back to a plain comma split
         key, _, value = spec.partition("=")
         if "," not in value:
             return None
-        return key.lstrip("+~"), None if "(" in value else value.split(",")
-    if not override.is_sweep_override():
-        return None
+        return key.lstrip("+~"), None if "(" in value else value.split(","), True
     key = override.get_key_element().lstrip("+~")
+    if not override.is_sweep_override():
+        plain = override.value() is not None
+        return (key, [override.get_value_element_as_str()], False) if plain else None
     try:  # the same strings Hydra's basic sweeper gives each job (range() expands too)
-        return key, list(override.sweep_string_iterator())
+        return key, list(override.sweep_string_iterator()), True
     except Exception:  # noqa: BLE001 - glob() needs the config loader: values unknown
-        return key, None
+        return key, None, True
 
 
-def _plain_value(spec: str) -> tuple[str, str] | None:
-    """(key, value) of a plain `key=value` override; None if it is a sweep or not Hydra syntax."""
-    try:
-        (override,) = OverridesParser.create().parse_overrides([spec])
-    except Exception:  # noqa: BLE001 - not Hydra syntax
-        return None
-    if override.is_sweep_override() or override.value() is None:
-        return None
-    return override.get_key_element().lstrip("+~"), override.get_value_element_as_str()
+def sweep_values(spec: str) -> tuple[str, list[str] | None] | None:
+    """(key, values) of a sweep override, (key, None) if they can't be listed, None if no sweep."""
+    read = _read(spec)
+    return (read[0], read[1]) if read is not None and read[2] else None
 
 
 def plan_from_specs(specs: list[str]) -> Plan:
@@ -68,15 +65,11 @@ def plan_from_specs(specs: list[str]) -> Plan:
     `key=value` narrows a swept key to that one value, as Hydra's basic sweeper does."""
     plan = Plan({}, {})
     for spec in specs:
-        parsed = sweep_values(spec)
-        if parsed is None:
-            plain = _plain_value(spec)
-            if plain is not None and plain[0] in plan.keys:  # e.g. `seed=0` on a preset's seeds
-                plan.unknown.pop(plain[0], None)
-                plan.values[plain[0]] = [plain[1]]
+        read = _read(spec)
+        if read is None or read[0].startswith("hydra."):
             continue
-        key, values = parsed
-        if key.startswith("hydra."):
+        key, values, sweep = read
+        if not sweep and key not in plan.keys:  # a plain override of a key nobody sweeps
             continue
         plan.values.pop(key, None)
         plan.unknown.pop(key, None)
