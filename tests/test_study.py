@@ -93,7 +93,32 @@ def test_a_preset_declares_its_seed_budget_and_the_flags_override_it(tmp_path):
     assert resolve_budget(design.budget, max_seeds=6, max_hours=0.5) == (6, 2, 0.5)
     assert resolve_budget({}) == (10, 2, None)
     assert resolve_budget({"max_seeds": None, "add": 3}) == (10, 3, None)  # null: not declared
+    # make studies' 0.2 h applies only where neither the flag nor the preset sets a cap
+    assert resolve_budget({}, default_max_hours=0.2) == (10, 2, 0.2)
+    assert resolve_budget({"max_hours": 0.7}, default_max_hours=0.2) == (10, 2, 0.7)
+    assert resolve_budget({"max_hours": 0.7}, max_hours=0.1, default_max_hours=0.2)[2] == 0.1
     assert read_design("experiment=bn_lr_quick", [f"log_dir={tmp_path}"]).budget == {}
+
+
+def test_the_command_line_resolves_the_wall_time_cap(tmp_path, monkeypatch):
+    # python -m ablate.study's flags reach the study: --max-hours > study.max_hours > the default
+    import ablate.study as study_cli
+
+    budgets = []
+
+    class Recorder:
+        def __init__(self, design, max_seeds, add, max_hours, *rest):
+            budgets.append((max_seeds, add, max_hours))
+
+        def run(self) -> None:
+            pass
+
+    monkeypatch.setattr(study_cli, "Study", Recorder)
+    base = ["experiment=bn_lr_quick", f"log_dir={tmp_path}", "--default-max-hours", "0.2"]
+    assert study_cli.main(base) == 0
+    assert study_cli.main([*base, "+study.max_hours=0.7"]) == 0
+    assert study_cli.main([*base, "+study.max_hours=0.7", "--max-hours", "0.1"]) == 0
+    assert [b[2] for b in budgets] == [0.2, 0.7, 0.1]
 
 
 def test_blocks_cover_exactly_the_cells():
@@ -271,11 +296,16 @@ def test_make_studies_runs_each_preset_with_the_extra_args_and_keeps_its_report(
     subprocess.run(["bash", str(script), "full", "norm_compare", "bn_mlp"], cwd=tmp_path, env=env,
                    check=True, capture_output=True)  # fmt: skip
     calls = (tmp_path / "calls.txt").read_text().splitlines()
-    common = (
-        "--max-hours 0.2 callbacks.progress_bar=null hydra/launcher=joblib hydra.launcher.n_jobs=8"
-    )
-    assert calls == [f"-m ablate.study experiment={p} {common}" for p in ("norm_compare", "bn_mlp")]
+    common = "callbacks.progress_bar=null hydra/launcher=joblib hydra.launcher.n_jobs=8"
+    expected = [f"-m ablate.study experiment={p} --default-max-hours 0.2 {common}"
+                for p in ("norm_compare", "bn_mlp")]  # fmt: skip
+    assert calls == expected  # the preset's own study.max_hours, if any, beats the 0.2 h default
     report = tmp_path / "docs" / "results" / "bn_mlp" / "summary.md"
     assert report.read_text() == "report of experiment=bn_mlp\n"
     timings = (tmp_path / "docs" / "results" / "timings.txt").read_text()
     assert "norm_compare: exit 0" in timings and "bn_mlp: exit 0" in timings
+    env["MAX_HOURS"] = "0.5"  # a cap on the command line beats the preset's
+    subprocess.run(["bash", str(script), "quick", "bn_mlp"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    last = (tmp_path / "calls.txt").read_text().splitlines()[-1]
+    assert last == f"-m ablate.study experiment=bn_mlp_quick --max-hours 0.5 {common}"

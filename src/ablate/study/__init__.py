@@ -205,9 +205,11 @@ class Study:
 
 
 def resolve_budget(declared: dict[str, Any], max_seeds: int | None = None, add: int | None = None,
-                   max_hours: float | None = None) -> tuple[int, int, float | None]:  # fmt: skip
-    """(max_seeds, add, max_hours): the flags given, else the preset's `study:`, else 10, 2, none."""
-    plan: dict[str, Any] = {"max_seeds": MAX_SEEDS, "add": ADD, "max_hours": None}
+                   max_hours: float | None = None, default_max_hours: float | None = None,
+                   ) -> tuple[int, int, float | None]:  # fmt: skip
+    """(max_seeds, add, max_hours): the flags given, else the preset's `study:`, else 10, 2 and
+    default_max_hours (none unless given)."""
+    plan: dict[str, Any] = {"max_seeds": MAX_SEEDS, "add": ADD, "max_hours": default_max_hours}
     flags = {"max_seeds": max_seeds, "add": add, "max_hours": max_hours}
     for given in (declared, flags):  # null or absent: the level below decides
         plan.update({k: v for k, v in given.items() if v is not None})
@@ -228,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seeds", type=int, help="seed cap per cell (study.max_seeds, 10)")
     parser.add_argument("--add", type=int, help="seeds added per round (study.add, 2)")
     parser.add_argument("--max-hours", type=float, help="no new round after this wall time")
+    parser.add_argument("--default-max-hours", type=float,
+                        help="the wall-time cap when neither --max-hours nor the preset's "
+                        "study.max_hours sets one (make studies: 0.2)")  # fmt: skip
     args = parser.parse_intermixed_args(own)
     name = args.experiment.lstrip("+").removeprefix("experiment=")
     log = lambda text: print(f"ablate.study: {text}", flush=True)  # noqa: E731
@@ -236,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         log(
             f"{math.prod(map(len, design.factors.values()))} cells, seeds {design.seeds} first, in {design.sweep_dir}"
         )
-        budget = resolve_budget(design.budget, args.max_seeds, args.add, args.max_hours)
+        budget = resolve_budget(
+            design.budget, args.max_seeds, args.add, args.max_hours, args.default_max_hours
+        )
         Study(design, *budget, log, ["ablate.study", *argv]).run()
     except StudyError as e:
         print(f"ablate.study: error: {e}", file=sys.stderr)
