@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import patch_dataset_load
 from omegaconf import OmegaConf
 
 from ablate.config import CONF_DIR
 from ablate.data.datamodule import ImageDataModule, stratified_pick
+from ablate.data.loaders import channel_stats
 
 
 @pytest.fixture
@@ -81,6 +84,24 @@ def test_standardization_uses_training_split_statistics(fake_data):
     )
     assert torch.allclose(all_train.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
     assert torch.allclose(all_train.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 40), st.sampled_from([1, 3]), st.integers(0, 2**32 - 1),
+    st.sampled_from(["uniform", "dark", "constant"]),
+)
+def test_channel_stats_equal_the_float_pixel_statistics(n, channels, seed, kind):
+    """Histogram mean/std match float64 pixel mean/std to float32, the precision a run uses."""
+    rng = np.random.default_rng(seed)
+    high = {"uniform": 256, "dark": 8, "constant": 1}[kind]
+    x = rng.integers(0, high, size=(n, 5, 4, channels), dtype=np.uint8) + (kind == "constant") * 77
+    x = x.astype(np.uint8)
+    mean, std = channel_stats(x, channels)
+    pixels = x.reshape(-1, channels).astype(np.float64) / 255.0
+    np.testing.assert_allclose(mean, pixels.mean(0), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(std, pixels.std(0), rtol=1e-9, atol=1e-12)
+    assert np.array_equal(mean.astype(np.float32), pixels.mean(0).astype(np.float32))
 
 
 def test_augmentation_changes_train_batches_only(fake_data):

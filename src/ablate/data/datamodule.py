@@ -37,6 +37,7 @@ from ablate.data.loaders import (
     BatchDataset,
     DeviceBatches,
     ShardedBatchSampler,
+    channel_stats,
     split_indices,
     spread_over_classes,
     stratified_pick,
@@ -153,9 +154,9 @@ class ImageDataModule(L.LightningDataModule):
         }
         if self.standardize:
             # Per-channel statistics of the training split only, in [0, 1] units.
-            pixels = self._splits["train"][0].reshape(-1, self.channels).astype(np.float64) / 255.0
-            self.mean = torch.tensor(pixels.mean(0), dtype=torch.float32)
-            self.std = torch.tensor(pixels.std(0).clip(1e-6), dtype=torch.float32)
+            mean, std = channel_stats(self._splits["train"][0], self.channels)
+            self.mean = torch.tensor(mean, dtype=torch.float32)
+            self.std = torch.tensor(std.clip(1e-6), dtype=torch.float32)
             self._stats_on.clear()
         log.info("%s: %d train / %d val / %d test images, mean %s std %s", self.dataset,
                  len(train_idx), len(val_idx), len(data.test.y), self.mean.tolist(),

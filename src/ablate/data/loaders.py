@@ -37,6 +37,22 @@ def stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarr
     return np.sort(np.concatenate(picked))
 
 
+def channel_stats(x: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of uint8 images (..., channels) in [0, 1] units, from histograms.
+
+    The same float64 mean and population std as converting every pixel to float, but from a
+    256-bin count per channel: 0.1 s for CIFAR-10's 10,000-image subset where the float copy
+    took 1-5 s (245 MB) at the start of every run.
+    """
+    pixels = x.reshape(-1, channels)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    counts = np.stack([np.bincount(pixels[:, c], minlength=256) for c in range(channels)])
+    n = counts.sum(1)
+    mean = counts @ values / n
+    var = (counts * (values[None, :] - mean[:, None]) ** 2).sum(1) / n
+    return mean, np.sqrt(var)
+
+
 def split_indices(
     y: np.ndarray, val_fraction: float, train_subset: int | None, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
