@@ -1,6 +1,7 @@
-"""Rewrite the README's per-preset results (between the results markers) from docs/results/*/summary.md.
+"""Rewrite the per-preset section of docs/results/README.md (between the results markers) from
+docs/results/*/summary.md.
 
-python scripts/readme_results.py        (after `make studies`; README.md is edited in place)
+python scripts/readme_results.py        (after `make studies`; docs/results/README.md is edited in place)
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results"
+TARGET = RESULTS / "README.md"  # the results page; the manual (README.md) only links it
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
@@ -29,8 +32,8 @@ def first_table(text: str) -> str:
 
 
 def block(name: str, timings: dict[str, str]) -> str:
-    """The README block of one preset: status, main table, claim verdicts, link."""
-    text = (REPO / "docs" / "results" / name / "summary.md").read_text()
+    """The block of one preset: status, main table, claim verdicts, link."""
+    text = (RESULTS / name / "summary.md").read_text()
     status = section(text, "Status").strip().splitlines()[0].strip("*")
     table = first_table(section(text, "Pivot tables")) or first_table(
         section(text, "Marginal effects")
@@ -38,22 +41,21 @@ def block(name: str, timings: dict[str, str]) -> str:
     claims = [line for line in section(text, "Claims").splitlines() if line.startswith("- **")]
     when = f"{timings[name]}; " if name in timings else ""
     parts = [f"#### `{name}` ({when}{status})", table, "\n".join(claims)]
-    parts.append(f"Full report: [docs/results/{name}/summary.md](docs/results/{name}/summary.md)")
+    parts.append(f"Full report: [{name}/summary.md]({name}/summary.md)")
     return "\n\n".join(p for p in parts if p)
 
 
 def main() -> None:
     timings = {}
-    for line in (REPO / "docs" / "results" / "timings.txt").read_text().splitlines():
+    for line in (RESULTS / "timings.txt").read_text().splitlines():
         name, _, rest = line.partition(": ")
-        timings[name] = rest.split(", ", 1)[
-            -1
-        ]  # "exit 0, 341 s wall (2 cores)" -> "341 s wall ..."
-    names = sorted(p.parent.name for p in (REPO / "docs" / "results").glob("*/summary.md"))
+        # "exit 0, 341 s wall (2 cores)" or "exit 124 (why, ...), 512 s wall ..." -> "... s wall ..."
+        timings[name] = re.sub(r"^exit \d+( \([^)]*\))?, ", "", rest)
+    names = sorted(p.parent.name for p in RESULTS.glob("*/summary.md"))
     body = "\n\n".join(block(n, timings) for n in names)
-    readme = (REPO / "README.md").read_text()
-    start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
-    (REPO / "README.md").write_text(readme[:start] + "\n" + body + "\n" + readme[end:])
+    page = TARGET.read_text()
+    start, end = page.index(BEGIN) + len(BEGIN), page.index(END)
+    TARGET.write_text(page[:start] + "\n" + body + "\n" + page[end:])
 
 
 if __name__ == "__main__":

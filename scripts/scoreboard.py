@@ -4,8 +4,8 @@
 
 Prints one markdown table: preset, claim, source (the preset header's "Source:"), verdict,
 difference [CI] as the report judges it (a study's sweep at its last look), seeds used, the
-minutes its runs took together, the machine and the commit they came from. --write puts it into
-docs/results/README.md and between the scoreboard markers of README.md: the given presets' rows
+minutes its runs took together, the machine and the commit they came from. --write puts it
+between the scoreboard markers of docs/results/README.md (its one home): the given presets' rows
 replace their earlier rows (in place; a new preset's go last), other presets' rows stay as they are,
 so one preset re-run updates the table without its neighbours' sweeps (--fresh: only the given).
 """
@@ -30,6 +30,7 @@ from ablate.report.tables import md_table  # noqa: E402
 from ablate.report.verdicts import Verdict  # noqa: E402
 
 BEGIN, END = "<!-- scoreboard:begin -->", "<!-- scoreboard:end -->"
+SCOREBOARD = REPO / "docs" / "results" / "README.md"  # the one copy; README.md links it
 HEADER = [
     "preset", "claim", "source", "verdict", "difference [CI]", "seeds", "run min", "machine", "commit",
 ]  # fmt: skip
@@ -102,11 +103,11 @@ def merge(old_table: str, new_rows: list[list[str]]) -> list[list[str]]:
 
 
 def main() -> None:
-    """Print the scoreboard; with --write, put it into docs/results/README.md and README.md."""
+    """Print the scoreboard; with --write, put it into docs/results/README.md."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sweeps", nargs="+", type=Path, help="study sweep directories")
     parser.add_argument(
-        "--write", action="store_true", help="update docs/results/README.md and README.md"
+        "--write", action="store_true", help="update the scoreboard in docs/results/README.md"
     )
     parser.add_argument(
         "--machine", help="the machine of sweeps whose runs do not record it (older summary.json)"
@@ -119,14 +120,15 @@ def main() -> None:
     if not args.write:
         print(md_table(HEADER, new_rows))
         return
-    for path in (REPO / "docs" / "results" / "README.md", REPO / "README.md"):
-        text = path.read_text()
-        if BEGIN not in text or END not in text:
-            sys.exit(f"scoreboard: error: {path} has no {BEGIN} ... {END} markers to write between")
-        head, _, rest = text.partition(BEGIN)
-        old, _, tail = rest.partition(END)
-        table = md_table(HEADER, new_rows if args.fresh else merge(old, new_rows))
-        path.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+    text = SCOREBOARD.read_text()
+    if BEGIN not in text or END not in text:
+        sys.exit(
+            f"scoreboard: error: {SCOREBOARD} has no {BEGIN} ... {END} markers to write between"
+        )
+    head, _, rest = text.partition(BEGIN)
+    old, _, tail = rest.partition(END)
+    table = md_table(HEADER, new_rows if args.fresh else merge(old, new_rows))
+    SCOREBOARD.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
     print(table)
 
 

@@ -20,6 +20,7 @@ CACHE = REPO / "data" / "cache"  # the decoded datasets `make train` uses too (n
 # Commands that do not run in a test, by a piece of their text, with why.
 SKIPPED = {
     "make install": "CI runs it before the tests; it rebuilds .venv",
+    "make test": "the suite this test is part of (CI runs it: .ci/run)",
     "make tensorboard": "a server that runs until stopped (checked in a browser, issue 15)",
     "submitit_slurm": "needs a SLURM cluster",
     "make speedrun": "a benchmark of three fresh full runs",
@@ -75,6 +76,21 @@ def test_the_readme_has_commands_and_every_skip_is_used():
     assert used == set(SKIPPED), (
         f"SKIPPED names commands the README no longer has: {set(SKIPPED) - used}"
     )
+
+
+def test_the_readme_is_a_manual_and_its_links_resolve():
+    """The README stays short (results live in docs/results/), and no relative link in it or in the
+    docs it sends readers to points at a file that is not there."""
+    assert len(README.read_text().splitlines()) <= 450
+    docs = [p for p in sorted((REPO / "docs").rglob("*.md")) if "history/20" not in p.as_posix()]
+    pages = [README, *docs]  # not the reports under history/: kept as they were generated
+    broken = [
+        f"{page.relative_to(REPO)}: {target}"
+        for page in pages
+        for target in re.findall(r"\]\(([^)#\s]+)[^)]*\)", page.read_text())
+        if "://" not in target and not (page.parent / target).exists()
+    ]
+    assert len(pages) >= 4 and broken == []
 
 
 def _fast(command: str, tmp: Path) -> str:

@@ -59,3 +59,30 @@ def test_a_row_names_the_machine_a_dirty_commit_and_why_nothing_was_compared(tmp
         _run(tmp_path, "batch", seed, 0.95 + seed / 1000, machine="x86_64, 2 CPUs")
     (row,) = scoreboard.rows(tmp_path, machine="ignored")
     assert row[-2] == "x86_64, 2 CPUs" and row[3] == "**supported**"
+
+
+def test_the_scoreboard_lives_once_and_write_touches_only_it(tmp_path: Path, monkeypatch):
+    """README.md links the scoreboard; --write replaces the rows between docs/results/README.md's
+    markers and leaves the text around them (and the README) as it was."""
+    readme = SCRIPT.parents[1] / "README.md"
+    assert scoreboard.BEGIN not in readme.read_text()
+    assert scoreboard.BEGIN in scoreboard.SCOREBOARD.read_text()
+    assert SCRIPT.parents[1] / "docs" / "results" / "README.md" == scoreboard.SCOREBOARD
+    sweep = tmp_path / "toy"
+    for seed in range(3):
+        _run(sweep, "none", seed, 0.90 + seed / 1000, machine="x86_64, 2 CPUs")
+        _run(sweep, "batch", seed, 0.95 + seed / 1000, machine="x86_64, 2 CPUs")
+    page = tmp_path / "results.md"
+    stale = row("toy", "BN beats none", "**inconclusive**")
+    before = f"# Results\n\nintro\n\n{scoreboard.BEGIN}\n"
+    after = f"\n{scoreboard.END}\n\n## Findings\n"
+    page.write_text(before + scoreboard.md_table(scoreboard.HEADER, [stale]) + after)
+    monkeypatch.setattr(scoreboard, "SCOREBOARD", page)
+    monkeypatch.setattr("sys.argv", ["scoreboard.py", str(sweep), "--write"])
+    readme_before = readme.read_bytes()
+    scoreboard.main()
+    text = page.read_text()
+    assert text.startswith(before) and text.endswith(after)
+    (written,) = scoreboard.merge(text.partition(scoreboard.BEGIN)[2], [])
+    assert written[0] == "`toy`" and written[3] == "**supported**"
+    assert readme.read_bytes() == readme_before
