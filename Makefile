@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+EXTRAS ?=
 # Offline machines with the shared datasets beside the checkout use them; DATA_DIR=... overrides.
 export DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 export NO_ALBUMENTATIONS_UPDATE := 1
@@ -14,11 +15,12 @@ export MPLBACKEND := Agg
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install:  ## create .venv and install the project with its dev tools (pinned by requirements.lock)
-	bash scripts/install.sh $(VENV)
+install:  ## create .venv and install the project with its dev tools (pinned by requirements.lock); EXTRAS=mlflow,wandb adds loggers
+	EXTRAS="$(EXTRAS)" bash scripts/install.sh $(VENV)
 
-lock:  ## regenerate requirements.lock from pyproject.toml
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-platform x86_64-manylinux_2_28 \
+lock:  ## regenerate requirements.lock from pyproject.toml (the optional extras pinned too)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra mlflow --extra wandb \
+	  --python-platform x86_64-manylinux_2_28 \
 	  --python-version 3.11 --no-header --no-annotate -o requirements.lock
 
 train:  ## train (default: CNN on MNIST); pass overrides with ARGS="norm=group reg=dropout ..."
