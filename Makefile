@@ -10,7 +10,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export MPLBACKEND := Agg
 
-.PHONY: help install lock train sweep study studies report tensorboard test test-all lint format bench speedrun clean
+.PHONY: help install lock train sweep study studies report tensorboard mlflow test test-all lint format bench speedrun clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ report:  ## tables, plots and verdicts for a sweep: make report SWEEP=logs/multi
 
 tensorboard:  ## serve ./logs on http://localhost:6006
 	$(VENV)/bin/tensorboard --logdir logs --port 6006
+
+mlflow:  ## serve the logger=mlflow store logs/mlruns on http://localhost:5000 (make install EXTRAS=mlflow)
+	MLFLOW_ALLOW_FILE_STORE=true $(VENV)/bin/mlflow ui --backend-store-uri logs/mlruns --port 5000
 
 test:  ## the test suite (what CI runs), under 10 minutes on 2 CPU cores
 	$(PY) -m pytest -m "not slow" -q -n auto

@@ -248,3 +248,49 @@ def test_folder_names_are_the_run_path_under_log_dir(root, rel):
     group, name = folder_names(f"{log_dir}/{'/'.join(rel)}", log_dir)
     assert name == rel[-1]
     assert group == ("/".join(rel[:-1]) or ".")
+
+
+@pytest.mark.slow  # `mlflow ui` takes a minute to start on 2 busy cores
+def test_mlflow_ui_serves_the_store(tmp_path, offline_env):
+    """`mlflow ui --backend-store-uri <log_dir>/mlruns` starts (on the project's SQLAlchemy 1.4) and
+    serves a run that ablate's logger wrote, with its parameters."""
+    pytest.importorskip("mlflow")
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    from ablate.run.tracking import mlflow_logger, record_run
+
+    log_dir = tmp_path / "logs"
+    lg = mlflow_logger(str(log_dir / "runs" / "norm=layer"), str(log_dir), tracking_uri=f"file:{log_dir}/mlruns")  # fmt: skip
+    record_run(lg, {"norm": "layer", "seed": 3.0}, {"test/acc": 0.5}, 7, "completed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", str(log_dir / "mlruns"), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    body = json.dumps({"experiment_ids": [lg.experiment_id]}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    local = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+    found = None
+    try:
+        deadline = time.monotonic() + 240
+        while found is None and server.poll() is None and time.monotonic() < deadline:
+            try:
+                found = json.loads(local.open(request, timeout=10).read())
+            except OSError:
+                time.sleep(2)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        output = server.communicate(timeout=60)[0]
+    assert found is not None, output[-3000:]
+    (run,) = found["runs"]
+    assert run["info"]["run_name"] == "norm=layer"
+    assert {p["key"]: p["value"] for p in run["data"]["params"]} == {"norm": "layer", "seed": "3"}

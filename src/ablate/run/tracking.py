@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,10 @@ def _record_mlflow(
     lg.log_metrics(dict(metrics), step)
     lg.experiment.set_terminated(lg.run_id, "FINISHED" if ok else "FAILED")
     if (store := lg.save_dir) is not None:  # a local file store
-        log.info("MLflow: MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri %s", store)
+        mlflow = Path(sys.executable).with_name("mlflow")
+        shown = os.path.relpath(mlflow) if mlflow.is_relative_to(Path.cwd()) else str(mlflow)
+        command = f"MLFLOW_ALLOW_FILE_STORE=true {shown} ui --backend-store-uri {store}"
+        log.info("MLflow: %s", "make mlflow" if store == "logs/mlruns" else command)
 
 
 def _record_wandb(lg: WandbLogger, params: Mapping, metrics: Mapping, step: int, ok: bool) -> None:
