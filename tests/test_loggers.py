@@ -113,6 +113,34 @@ def test_mlflow_sweep_is_one_experiment_with_the_hparams_columns(data_root, tmp_
     assert not records_at_home(tmp_path, "mlruns", "meta.yaml", "telemetry.json")
 
 
+def _create(store: str, barrier) -> None:
+    from ablate.run.tracking import create_experiment
+
+    barrier.wait()
+    create_experiment(f"file:{store}", "multiruns/parallel")
+
+
+def test_cells_starting_together_make_one_experiment(tmp_path, offline_env):
+    """hydra/launcher=joblib: a sweep's cells create its experiment at the same moment."""
+    pytest.importorskip("mlflow")
+    import multiprocessing
+
+    from mlflow.tracking import MlflowClient
+
+    store, ctx = tmp_path / "logs" / "mlruns", multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(4)
+    cells = [ctx.Process(target=_create, args=(str(store), barrier)) for _ in range(4)]
+    for p in cells:
+        p.start()
+    for p in cells:
+        p.join(120)
+    assert [p.exitcode for p in cells] == [0] * 4
+    found = MlflowClient(f"file:{store}").search_experiments(
+        filter_string="name = 'multiruns/parallel'"
+    )
+    assert len(found) == 1
+
+
 # ------------------------------------------------------------------ wandb: the offline run's file
 # wandb 0.31 ships no Python reader for its .wandb files (the old wandb.sdk.internal.datastore went
 # with the move to wandb-core); `wandb sync` reads them in Go. The framing is LevelDB's log format

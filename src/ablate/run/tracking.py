@@ -14,9 +14,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from lightning.pytorch.loggers import Logger, MLFlowLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -66,13 +68,37 @@ def folder_names(run_dir: str, log_dir: str) -> tuple[str, str]:
 def mlflow_logger(run_dir: str, log_dir: str, **kwargs: Any) -> MLFlowLogger:
     """Lightning's MLFlowLogger: experiment = the sweep's folder (`runs` for single runs)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network unless asked for
-    if str(kwargs.get("tracking_uri", "")).startswith("file:"):
-        # MLflow 3 keeps the file store (no server, no database) behind this opt-in.
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    # MLflow 3 keeps the file store (no server, no database) behind this opt-in.
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     experiment, name = folder_names(run_dir, log_dir)
     kwargs.setdefault("experiment_name", experiment)
     kwargs.setdefault("run_name", name)
+    if kwargs.get("run_id") is None:  # the store as MLFlowLogger picks it
+        uri = kwargs.get("tracking_uri", os.getenv("MLFLOW_TRACKING_URI"))
+        uri = uri or f"file:{kwargs.get('save_dir') or './mlruns'}"
+        create_experiment(uri, kwargs["experiment_name"])
     return MLFlowLogger(**kwargs)
+
+
+def create_experiment(tracking_uri: str, name: str) -> None:
+    """The experiment, made once also when a sweep's cells start together (hydra/launcher=joblib):
+    MLflow's file store checks the name and then writes, so two cells could make two."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    lock: AbstractContextManager = nullcontext()
+    if tracking_uri.startswith("file:"):
+        store = Path(tracking_uri.removeprefix("file:"))
+        store.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{store}.lock")  # beside the store: MLflow reads every folder inside it
+    with lock:
+        client = MlflowClient(tracking_uri)
+        if client.get_experiment_by_name(name) is None:
+            try:
+                client.create_experiment(name)
+            except MlflowException:  # a database or server store: another cell made it first
+                if client.get_experiment_by_name(name) is None:
+                    raise
 
 
 def wandb_logger(run_dir: str, log_dir: str, **kwargs: Any) -> WandbLogger:
