@@ -24,16 +24,15 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-EXTRA_KEY = (
-    "_extra_"  # in a logger entry: the pyproject extra (and module) it needs; not an argument
-)
+# In a logger entry: the pyproject extra (and the module) it needs; not a constructor argument.
+EXTRA_KEY = "_extra_"
 
 
-def missing_extras(cfg: DictConfig) -> list[str]:
+def missing_extras(cfg: Mapping) -> list[str]:
     """One line per logger whose extra is not installed (e.g. logger=mlflow without mlflow)."""
     problems = []
     for name, entry in (cfg.get("logger") or {}).items():
-        extra = entry.get(EXTRA_KEY) if isinstance(entry, DictConfig) else None
+        extra = entry.get(EXTRA_KEY) if isinstance(entry, Mapping) else None
         if extra and not _installed(extra):
             problems.append(
                 f"logger={name} needs the {extra} extra, which is not installed: "
