@@ -3,22 +3,24 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+EXTRAS ?=
 # Offline machines with the shared datasets beside the checkout use them; DATA_DIR=... overrides.
 export DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 export NO_ALBUMENTATIONS_UPDATE := 1
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export MPLBACKEND := Agg
 
-.PHONY: help install lock train sweep study studies report tensorboard test test-all lint format bench speedrun clean
+.PHONY: help install lock train sweep study studies report tensorboard mlflow test test-all lint format bench speedrun clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install:  ## create .venv and install the project with its dev tools (pinned by requirements.lock)
-	bash scripts/install.sh $(VENV)
+install:  ## create .venv and install the project with its dev tools (pinned by requirements.lock); EXTRAS=mlflow,wandb adds loggers
+	EXTRAS="$(EXTRAS)" bash scripts/install.sh $(VENV)
 
-lock:  ## regenerate requirements.lock from pyproject.toml
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-platform x86_64-manylinux_2_28 \
+lock:  ## regenerate requirements.lock from pyproject.toml (the optional extras pinned too)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra mlflow --extra wandb \
+	  --python-platform x86_64-manylinux_2_28 \
 	  --python-version 3.11 --no-header --no-annotate -o requirements.lock
 
 train:  ## train (default: CNN on MNIST); pass overrides with ARGS="norm=group reg=dropout ..."
@@ -42,6 +44,9 @@ report:  ## tables, plots and verdicts for a sweep: make report SWEEP=logs/multi
 
 tensorboard:  ## serve ./logs on http://localhost:6006
 	$(VENV)/bin/tensorboard --logdir logs --port 6006
+
+mlflow:  ## serve the logger=mlflow store logs/mlruns on http://localhost:5000 (make install EXTRAS=mlflow)
+	MLFLOW_ALLOW_FILE_STORE=true $(VENV)/bin/mlflow ui --backend-store-uri logs/mlruns --port 5000
 
 test:  ## the test suite (what CI runs), under 10 minutes on 2 CPU cores
 	$(PY) -m pytest -m "not slow" -q -n auto

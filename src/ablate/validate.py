@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ablate.data.decode import DatasetNotFoundError
+from ablate.run.tracking import missing_extras
 from ablate.schema import schema_problems
 
 EXIT_BAD_CONFIG = 2
@@ -207,6 +208,8 @@ def config_problems(
     problems, conf = typed_problems(cfg, choices)
     if conf and run_dir is not None:
         problems += path_problems(cfg, run_dir)
+    if conf:
+        problems += missing_extras(cfg)  # logger=mlflow without the mlflow extra installed
     if problems:
         return problems
     if combination:

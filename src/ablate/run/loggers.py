@@ -9,6 +9,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig
 
+from ablate.run.tracking import arguments
+
 log = logging.getLogger(__name__)
 
 
@@ -16,7 +18,7 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
     """Instantiate every `_target_` entry of a group node (null entries are switched off)."""
     if not group:
         return []
-    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+    return [instantiate(arguments(e)) for e in group.values() if e and "_target_" in e]
 
 
 def build_loggers_and_callbacks(

@@ -15,6 +15,8 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from ablate.run.tracking import record_run
+
 log = logging.getLogger(__name__)
 
 # Config-group choices shown as one column each (named as the group: `norm`, `reg`, ...).
@@ -219,7 +221,10 @@ def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) 
     shown = hparam_metrics(metrics, status, history, float(target) if target is not None else None)
     names = [m for m in HPARAM_METRICS if m in shown or (m == "steps_to_target" and target)]
     for lg in trainer.loggers:
-        if not isinstance(lg, TensorBoardLogger) or not trainer.is_global_zero:
+        if not trainer.is_global_zero:
+            continue
+        if not isinstance(lg, TensorBoardLogger):  # MLflow, W&B: the same columns and metrics
+            record_run(lg, hparams, shown, trainer.global_step, status)
             continue
         writer = lg.experiment  # fit and test closed it: this reopens it on a new event file
         file_writer = writer._get_file_writer()
