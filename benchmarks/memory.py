@@ -14,7 +14,7 @@ import csv
 import tempfile
 from pathlib import Path
 
-from ablate.testing.bench import QUICK_EVAL, data_overrides, figure, parse_args, run_cli
+from ablate.testing.bench import QUICK_CLI, data_overrides, figure, parse_args, run_cli
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     args = parse_args(parser, quick={"epochs": 3, "subset": 128})
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        quick = QUICK_EVAL if args.quick else []
+        quick = QUICK_CLI if args.quick else []
         run_cli(
             [
                 *data_overrides(args, subset=False), f"data.train_subset={args.subset}",

@@ -34,7 +34,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ablate.config import REPO_ROOT
-from ablate.testing.bench import QUICK_EVAL, data_overrides, figure, import_floor, parse_args
+from ablate.testing.bench import QUICK_CLI, data_overrides, figure, import_floor, parse_args
 
 
 def jobs(launcher: str) -> int:
@@ -59,7 +59,7 @@ def sweep_overrides(args, launcher: str, sweep_dir: Path, log_dir: Path) -> list
 
 def quick(args) -> list[str]:
     """Under --quick: evaluate on 2 batches, time from the second step."""
-    return [*QUICK_EVAL, "callbacks.throughput.skip=1"] if args.quick else []
+    return [*QUICK_CLI, "callbacks.throughput.skip=1"] if args.quick else []
 
 
 def run_sweep(args, launcher: str, sweep_dir: Path, log_dir: Path) -> dict:

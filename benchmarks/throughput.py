@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ablate.testing.bench import (
-    QUICK_EVAL,
+    QUICK_CLI,
     batches,
     compose_cfg,
     data_overrides,
@@ -34,7 +34,7 @@ from ablate.testing.bench import (
 def pipeline(args, tmp: Path, tag: str) -> dict:
     """One real CLI run; its Throughput callback reports images/s and start-up seconds."""
     run = tmp / f"run-{tag}"
-    quick = QUICK_EVAL if args.quick else []
+    quick = QUICK_CLI if args.quick else []
     run_cli(
         [
             *data_overrides(args), "trainer=cpu", f"trainer.max_steps={args.steps}",

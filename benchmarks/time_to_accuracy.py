@@ -29,10 +29,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ablate.config import REPO_ROOT
-from ablate.testing.bench import QUICK_EVAL, compose_cfg, data_overrides, figure, parse_args
+from ablate.testing.bench import QUICK_CLI, compose_cfg, data_overrides, figure, parse_args
 
 # --quick: a few steps on a small subset (the target is not expected to be reached)
-QUICK = ["trainer.max_epochs=1", "trainer.max_steps=5", "data.batch_size=32", *QUICK_EVAL]
+QUICK = ["trainer.max_epochs=1", "trainer.max_steps=5", "data.batch_size=32", *QUICK_CLI]
 
 
 def warm_cache(cfg) -> None:

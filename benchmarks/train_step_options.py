@@ -59,7 +59,14 @@ def main() -> None:
     p.add_argument("--norms", nargs="+", default=list(NORMS), help=f"of {NORMS}")
     p.add_argument("--options", nargs="+", default=list(OPTIONS), help=f"of {OPTIONS}; fp32 first")
     args = parse_args(
-        p, quick={"channels": [4, 8], "steps": 2, "norms": ["batch"], "options": list(OPTIONS[:3])}
+        p,
+        quick={
+            "channels": [4, 8],
+            "steps": 2,
+            "threads": 1,
+            "norms": ["batch"],
+            "options": list(OPTIONS[:3]),
+        },
     )
     torch.set_num_threads(args.threads)
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads, torch "

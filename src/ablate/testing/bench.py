@@ -17,8 +17,8 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
@@ -28,9 +28,16 @@ from omegaconf import DictConfig, OmegaConf
 from ablate.config import CONF_DIR, REPO_ROOT
 from ablate.models import build_model
 
+if (
+    TYPE_CHECKING
+):  # Lightning is imported by the data source only: the scripts without one start faster
+    import lightning as L
+
 QUICK_SUBSET = 256  # training images under --quick: fewer than the tests' generated datasets hold
-# under --quick, a CLI run validates and tests on 2 batches (whether the preset sets these or not)
-QUICK_EVAL = ["++trainer.limit_val_batches=2", "++trainer.limit_test_batches=2"]
+# Under --quick, a CLI run validates and tests on 2 batches (whether the preset sets these or not),
+# on one thread like the benchmark itself: quick runs share the cores with a parallel test suite,
+# where two threads per process spin against each other (steps 10-50x slower on a loaded machine).
+QUICK_CLI = ["threads=1", "++trainer.limit_val_batches=2", "++trainer.limit_test_batches=2"]
 FIGURE = re.compile(
     r"^figure: (?P<name>\S+) = (?P<value>\S+) (?P<unit>\S+) \((?P<machine>[^()]+)\)$"
 )
@@ -85,6 +92,7 @@ def parse_args(p: argparse.ArgumentParser, quick: dict[str, object]) -> argparse
     p.add_argument("--cache-dir", help="decoded-dataset cache (default: the config's)")
     args = p.parse_args()
     if args.quick:
+        torch.set_num_threads(1)
         for key, value in quick.items():
             if getattr(args, key) == p.get_default(key):  # an explicit flag wins
                 setattr(args, key, value)
