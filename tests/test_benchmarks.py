@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ablate.testing.bench import FIGURE, machine, parse_figures
+from ablate.testing.bench import FIGURE, figure, machine, parse_figures
 
 BENCHMARKS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
 
@@ -64,3 +68,17 @@ def test_figure_lines_parse(line: str) -> None:
 def test_malformed_figure_lines_raise(line: str) -> None:
     with pytest.raises(ValueError, match="not a figure line"):
         parse_figures(f"some table\n{line}\n")
+
+
+WORD = st.text(st.sampled_from("abcxyz_/.+0123456789"), min_size=1, max_size=20)
+
+
+@given(name=WORD, unit=WORD, value=st.floats(allow_nan=False, allow_infinity=False, width=32))
+def test_a_printed_figure_parses_back(name: str, unit: str, value: float) -> None:
+    """What `figure` prints is one line that `parse_figures` reads back, to 4 significant digits."""
+    out = io.StringIO()
+    with redirect_stdout(out):
+        figure(name, value, unit)
+    (fig,) = parse_figures(out.getvalue())
+    assert (fig.name, fig.unit, fig.machine) == (name, unit, machine())
+    assert fig.value == pytest.approx(value, rel=1e-3, abs=1e-300)

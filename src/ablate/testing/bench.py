@@ -28,9 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 from ablate.config import CONF_DIR, REPO_ROOT
 from ablate.models import build_model
 
-if (
-    TYPE_CHECKING
-):  # Lightning is imported by the data source only: the scripts without one start faster
+# Lightning is imported by a data source only, so that the scripts without one start faster.
+if TYPE_CHECKING:
     import lightning as L
 
 QUICK_SUBSET = 256  # training images under --quick: fewer than the tests' generated datasets hold
@@ -63,7 +62,8 @@ def figure(name: str, value: float, unit: str) -> None:
     """Print one figure line (the format `make bench` greps and `parse_figures` reads)."""
     if " " in name or " " in unit:
         raise ValueError(f"figure name and unit are single words: {name!r} {unit!r}")
-    print(f"figure: {name} = {value:.4g} {unit} ({machine()})", flush=True)
+    text = f"{value:.0f}" if abs(value) >= 1e4 else f"{value:.4g}"  # 12345, not 1.234e+04
+    print(f"figure: {name} = {text} {unit} ({machine()})", flush=True)
 
 
 def parse_figures(text: str) -> list[Figure]:
