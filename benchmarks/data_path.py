@@ -6,7 +6,7 @@ loop_overhead.py, so Lightning's overhead is not in these numbers). A preset who
 version prints `n/a` for the device path (see the table in src/ablate/device_aug.py). The natural family
 uses generated 32x32 RGB images unless CIFAR-10 is under --data-root.
 
-    python benchmarks/data_path.py [--batches 100] [--steps 60] [--presets none light strong]
+    python benchmarks/data_path.py [--quick] [--batches 100] [--steps 60] [--presets none light strong]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ second of wall time and per second of CPU time (the latter is robust to other jo
 median over repeats, and each option's speed relative to `none`. The intervals are the presets'
 own (basic: statistics every 50 steps, histograms every 200; full: + a landscape probe every 50).
 
-    python benchmarks/diagnostics_cost.py [--steps 200] [--repeats 3] [--data-root ../shared/data]
+    python benchmarks/diagnostics_cost.py [--quick] [--steps 200] [--repeats 3] [--data-root ../shared/data]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ is timed over the same images, the sizes interleaved over `--repeats` so drift i
 hits them alike; the median is printed. `data.eval_batch_size` defaults to
 `${per_device:<accelerator>,<gpu>,<cpu>}` in conf/data/mnist.yaml; this is how its CPU value was chosen.
 
-    python benchmarks/eval_batch.py [--images 6000] [--repeats 3] [--sizes 64 128 256 512 1000]
+    python benchmarks/eval_batch.py [--quick] [--images 6000] [--repeats 3] [--sizes 64 128 256 512 1000]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ and the first `--skip` steps (warm-up, cuDNN autotuning, compilation) are left o
 The ratio is the cost of Lightning's hooks, logging and the Classifier's metrics per step.
 `benchmarks/throughput.py` measures the whole CLI process (start-up included) instead.
 
-    python benchmarks/loop_overhead.py [--steps 300] [--precision bf16-mixed] [--on-device true] \
+    python benchmarks/loop_overhead.py [--quick] [--steps 300] [--precision bf16-mixed] [--on-device true] \
         [--override model.channels_last=true ...]
 """
 

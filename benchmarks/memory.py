@@ -4,7 +4,7 @@ Trains the default config on a small MNIST subset for many epochs (logger=csv, d
 checkpoints, TensorBoard-free) and prints perf/rss_mb per epoch from the run's metrics.csv, the
 growth from the second epoch to the last, and the disk use of the run directory.
 
-    python benchmarks/memory.py [--epochs 20] [--subset 2000] [--data-root ../shared/data]
+    python benchmarks/memory.py [--quick] [--epochs 20] [--subset 2000] [--data-root ../shared/data]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ step (for a process's first run this includes starting Python and the imports), 
 steps, and the rest (validation, test, train re-scoring, checkpoints), against the time the sweep
 process spends outside any run.
 
-    python benchmarks/sweep_throughput.py [--cells 4] [--steps 50] [--subset 6400] [--repeats 2] \
+    python benchmarks/sweep_throughput.py [--quick] [--cells 4] [--steps 50] [--subset 6400] [--repeats 2] \
         [--n-jobs 2 4] [--keep]
 """
 

@@ -5,7 +5,7 @@ standardized per batch) and optimizer (SGD + Nesterov, one-cycle) in both; valid
 from both timings. Prints images/s for each, their ratio, and the seconds from process start to the
 first training step.
 
-    python benchmarks/throughput.py [--steps 300] [--data-root ../shared/data]
+    python benchmarks/throughput.py [--quick] [--steps 300] [--data-root ../shared/data]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ checkpoint and writing the summary. The run's fixed schedule is what a speedrun 
 (`report.target` of the preset, e.g. test/acc >= 0.99) is reached when the tested accuracy meets it.
 Prints one line per seed, then the medians and how many seeds reached the target.
 
-    python benchmarks/time_to_accuracy.py [--preset speedrun_mnist] [--seeds 0 1 2] [--override k=v ...]
+    python benchmarks/time_to_accuracy.py [--quick] [--preset speedrun_mnist] [--seeds 0 1 2] [--override k=v ...]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ setting), channels-last, bf16 autocast with channels-last, and `torch.compile`. 
 (and the compile) are not timed. This is how `norm_compare_quick` was found to need a cheaper
 design rather than a faster step: no option speeds every norm alike.
 
-    python benchmarks/train_step_options.py [--channels 32 64 128] [--steps 30] [--threads 2]
+    python benchmarks/train_step_options.py [--quick] [--channels 32 64 128] [--steps 30] [--threads 2]
 """
 
 from __future__ import annotations
