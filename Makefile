@@ -62,8 +62,14 @@ format:  ## apply ruff formatting and fixes
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
-bench:  ## throughput of the pipeline vs a plain PyTorch loop, and start-up time
-	$(PY) benchmarks/throughput.py
+BENCH ?= $(wildcard benchmarks/*.py)
+bench:  ## every benchmark at its real size, one `figure:` line per result (ARGS=--quick: seconds each; BENCH=benchmarks/x.py: one; full output in logs/bench/)
+	@mkdir -p logs/bench
+	@for b in $(BENCH); do \
+	  out=logs/bench/$$(basename $$b .py).txt; \
+	  $(PY) $$b $(ARGS) > $$out 2>&1 || { tail -n 20 $$out >&2; echo "$$b failed: $$out" >&2; exit 1; }; \
+	  grep '^figure: ' $$out || { echo "$$b printed no figure: $$out" >&2; exit 1; }; \
+	done
 
 PRESET ?= speedrun_mnist
 speedrun:  ## time a speedrun preset over 3 seeds (PRESET=speedrun_cifar10 on a GPU)

@@ -6,7 +6,7 @@ loop_overhead.py, so Lightning's overhead is not in these numbers). A preset who
 version prints `n/a` for the device path (see the table in src/ablate/device_aug.py). The natural family
 uses generated 32x32 RGB images unless CIFAR-10 is under --data-root.
 
-    python benchmarks/data_path.py [--batches 100] [--steps 60] [--presets none light strong]
+    python benchmarks/data_path.py [--quick] [--batches 100] [--steps 60] [--presets none light strong]
 """
 
 from __future__ import annotations
@@ -17,18 +17,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from loop_overhead import (
-    REPO,
-    batches,
-    compose_cfg,
-    datamodule,
-    default_data_root,
-    plain_steps,
-    sync,
-)
 
 from ablate.data import cache, decode
 from ablate.data.sources import source
+from ablate.testing.bench import (
+    batches,
+    compose_cfg,
+    data_overrides,
+    datamodule,
+    figure,
+    parse_args,
+    plain_steps,
+    sync,
+)
 
 DATASETS = {"digits": "mnist", "fashion": "fashion_mnist", "natural": "cifar10"}
 
@@ -63,9 +64,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--families", nargs="*", default=["fashion", "natural"])
     p.add_argument("--presets", nargs="*", default=["none", "light", "strong"])
-    p.add_argument("--data-root", default=default_data_root())
-    p.add_argument("--cache-dir", default=str(REPO / "data" / "cache"))
-    args = p.parse_args()
+    args = parse_args(
+        p, quick={"batches": 4, "steps": 6, "skip": 2, "batch_size": 32, "presets": ["light"]}
+    )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(
         f"torch {torch.__version__} on {device} ({torch.get_num_threads()} threads), batch {args.batch_size}"
@@ -74,22 +75,18 @@ def main() -> None:
     real_load = cache.load
     for family in args.families:
         name = DATASETS[family]
+        common = [*data_overrides(args), f"data={name}", f"data.batch_size={args.batch_size}"]
         try:
-            source(name).locate(Path(args.data_root).resolve(), download=False)
+            source(name).locate(Path(compose_cfg(common).data.root).resolve(), download=False)
             cache.load = real_load
         except decode.DatasetNotFoundError:
             cache.load = lambda *a, **k: generated_natural()
             name += " (generated)"
         for preset in args.presets:
+            speeds = {}
             for on_device in ("false", "true"):
                 path = "device" if on_device == "true" else "cpu"
-                cfg = compose_cfg(
-                    [
-                        f"data={DATASETS[family]}", f"aug={preset}", f"data.root={args.data_root}",
-                        f"data.cache_dir={args.cache_dir}", "data.download=false",
-                        f"data.batch_size={args.batch_size}", f"data.on_device={on_device}",
-                    ]
-                )  # fmt: skip
+                cfg = compose_cfg([*common, f"aug={preset}", f"data.on_device={on_device}"])
                 try:
                     dm = datamodule(cfg, device)
                 except ValueError as e:
@@ -101,6 +98,15 @@ def main() -> None:
                 data = batches(dm, device)
                 model = plain_steps(cfg, data, device, args.steps, args.skip, "32-true")
                 print(f"{family:8} {preset:7} {path:7} {alone:14.0f} {model:17.0f}   {name}")
+                figure(f"data_path/{family}/{preset}/{path}/batches", alone, "img/s")
+                figure(f"data_path/{family}/{preset}/{path}/with_model", model, "img/s")
+                speeds[path] = model
+            if len(speeds) == 2:
+                figure(
+                    f"data_path/{family}/{preset}/device_vs_cpu",
+                    speeds["device"] / speeds["cpu"],
+                    "x",
+                )
     cache.load = real_load
 
 

@@ -6,7 +6,7 @@ second of wall time and per second of CPU time (the latter is robust to other jo
 median over repeats, and each option's speed relative to `none`. The intervals are the presets'
 own (basic: statistics every 50 steps, histograms every 200; full: + a landscape probe every 50).
 
-    python benchmarks/diagnostics_cost.py [--steps 200] [--repeats 3] [--data-root ../shared/data]
+    python benchmarks/diagnostics_cost.py [--quick] [--steps 200] [--repeats 3] [--data-root ../shared/data]
 """
 
 from __future__ import annotations
@@ -14,39 +14,27 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import REPO, default_data_root  # noqa: E402
-
-from ablate.config import CONF_DIR  # noqa: E402
-from ablate.models import build_model  # noqa: E402
-from ablate.module import Classifier  # noqa: E402
-from ablate.run.loggers import instantiate_all  # noqa: E402
+from ablate.models import build_model
+from ablate.module import Classifier
+from ablate.run.loggers import instantiate_all
+from ablate.testing.bench import compose_cfg, data_overrides, figure, parse_args
 
 OPTIONS = ("none", "basic", "full")
 
 
 def one_run(option: str, args: argparse.Namespace, log_dir: str) -> tuple[float, float]:
     """(images per wall second, images per CPU second) of `args.steps` training steps."""
-    overrides = [
-        f"diagnostics={option}",
-        f"data.root={args.data_root}",
-        f"data.cache_dir={args.cache_dir}",
-    ]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose_cfg([f"diagnostics={option}", *data_overrides(args)])
     L.seed_everything(0, verbose=False)
     aug = OmegaConf.to_container(cfg.aug, resolve=True)
     dm = instantiate(cfg.data, aug=aug, seed=0, _recursive_=False)
@@ -78,9 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--data-root", default=default_data_root())
-    parser.add_argument("--cache-dir", default=str(REPO / "data" / "cache"))
-    args = parser.parse_args()
+    args = parse_args(parser, quick={"steps": 6, "repeats": 1})
     torch.set_num_threads(1)
     logging.getLogger("lightning").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
@@ -99,6 +85,12 @@ def main() -> None:
     for o in OPTIONS:
         (wall, cpu), (w0, c0) = med[o], med["none"]
         print(f"{o:<12}{wall:12.0f}{wall / w0:8.2f}{cpu:12.0f}{cpu / c0:8.2f}")
+    for o in OPTIONS:
+        (wall, cpu), (w0, c0) = med[o], med["none"]
+        figure(f"diagnostics_cost/{o}/images_per_cpu_s", cpu, "img/s")
+        if o != "none":
+            figure(f"diagnostics_cost/{o}/cpu_vs_none", cpu / c0, "x")
+            figure(f"diagnostics_cost/{o}/wall_vs_none", wall / w0, "x")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ is timed over the same images, the sizes interleaved over `--repeats` so drift i
 hits them alike; the median is printed. `data.eval_batch_size` defaults to
 `${per_device:<accelerator>,<gpu>,<cpu>}` in conf/data/mnist.yaml; this is how its CPU value was chosen.
 
-    python benchmarks/eval_batch.py [--images 6000] [--repeats 3] [--sizes 64 128 256 512 1000]
+    python benchmarks/eval_batch.py [--quick] [--images 6000] [--repeats 3] [--sizes 64 128 256 512 1000]
 """
 
 from __future__ import annotations
@@ -15,32 +15,29 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from ablate.models.cnn import CNN  # noqa: E402
-from ablate.models.mlp import MLP  # noqa: E402
-from ablate.techniques.norm import batch  # noqa: E402
+from ablate.testing.bench import build_net, compose_cfg, figure, parse_args
+
+# name -> (config overrides, input shape): the nets the presets evaluate
+NETS = {
+    "cnn_32_64_mnist": ([], (1, 28, 28)),
+    "cnn_32_64_128_cifar10": (["data=cifar10", "model.channels=[32,64,128]"], (3, 32, 32)),
+    "mlp_3x100_sigmoid_mnist": (
+        ["model=mlp", "model.depth=3", "model.width=100", "model.activation=sigmoid"],
+        (1, 28, 28),
+    ),
+    "mlp_2x1024_mnist": (["model=mlp", "model.depth=2", "model.width=1024"], (1, 28, 28)),
+}
 
 
 def nets() -> dict[str, tuple[torch.nn.Module, tuple[int, int, int]]]:
-    """The evaluated nets and their input shapes."""
-    digits = {"in_channels": 1, "num_classes": 10, "image_size": (28, 28), "norm": batch()}
+    """The evaluated nets (BatchNorm, as composed by the default config) and their input shapes."""
     return {
-        "cnn [32, 64], MNIST": (CNN(channels=[32, 64], **digits), (1, 28, 28)),
-        "cnn [32, 64, 128], CIFAR-10": (
-            CNN(3, 10, (32, 32), channels=[32, 64, 128], norm=batch()),
-            (3, 32, 32),
-        ),
-        "mlp 3 x 100 sigmoid, MNIST": (
-            MLP(depth=3, width=100, activation="sigmoid", **digits),
-            (1, 28, 28),
-        ),
-        "mlp 2 x 1024, MNIST": (MLP(depth=2, width=1024, **digits), (1, 28, 28)),
+        name: (build_net(compose_cfg(["trainer=cpu", *overrides]), shape, 10), shape)
+        for name, (overrides, shape) in NETS.items()
     }
 
 
@@ -50,7 +47,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=6000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512, 1000])
-    args = p.parse_args()
+    args = parse_args(p, quick={"images": 256, "repeats": 1, "sizes": [64, 128]})
     torch.manual_seed(0)
     print(f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}")  # fmt: skip
@@ -70,6 +67,9 @@ def main() -> None:
         medians = [statistics.median(speeds[s]) for s in args.sizes]
         best = args.sizes[medians.index(max(medians))]
         print(name.ljust(30) + "".join(f"{m:>10,.0f}" for m in medians) + f"   best: {best}")
+        for size, m in zip(args.sizes, medians, strict=True):
+            figure(f"eval_batch/{name}/batch_{size}", m, "img/s")
+        figure(f"eval_batch/{name}/best_batch", best, "images")
 
 
 if __name__ == "__main__":

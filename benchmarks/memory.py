@@ -4,40 +4,34 @@ Trains the default config on a small MNIST subset for many epochs (logger=csv, d
 checkpoints, TensorBoard-free) and prints perf/rss_mb per epoch from the run's metrics.csv, the
 growth from the second epoch to the last, and the disk use of the run directory.
 
-    python benchmarks/memory.py [--epochs 20] [--subset 2000] [--data-root ../shared/data]
+    python benchmarks/memory.py [--quick] [--epochs 20] [--subset 2000] [--data-root ../shared/data]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import REPO, default_data_root  # noqa: E402
+from ablate.testing.bench import QUICK_CLI, data_overrides, figure, parse_args, run_cli
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--subset", type=int, default=2000)
-    parser.add_argument("--data-root", default=default_data_root())
-    parser.add_argument("--cache-dir", default=str(REPO / "data" / "cache"))
-    args = parser.parse_args()
+    args = parse_args(parser, quick={"epochs": 3, "subset": 128})
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        cmd = [
-            sys.executable, "-m", "ablate.train", f"data.root={args.data_root}",
-            f"data.cache_dir={args.cache_dir}", f"data.train_subset={args.subset}",
-            f"trainer.max_epochs={args.epochs}", "logger=csv", "trainer=cpu",
-            "callbacks.progress_bar=null", f"hydra.run.dir={run}",
-        ]  # fmt: skip
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"run failed:\n{proc.stderr[-3000:]}")
+        quick = QUICK_CLI if args.quick else []
+        run_cli(
+            [
+                *data_overrides(args, subset=False), f"data.train_subset={args.subset}",
+                f"trainer.max_epochs={args.epochs}", "logger=csv", "trainer=cpu",
+                "callbacks.progress_bar=null", f"hydra.run.dir={run}", f"log_dir={tmp}", *quick,
+            ]
+        )  # fmt: skip
         rows = list(csv.DictReader((run / "metrics.csv").open()))
         rss = [(int(r["epoch"]), float(r["perf/rss_mb"])) for r in rows if r.get("perf/rss_mb")]
         disk = sum(f.stat().st_size for f in run.rglob("*") if f.is_file()) / 2**20
@@ -49,6 +43,10 @@ def main() -> None:
           f"{last:.1f} MiB after the last ({last - first:+.1f} MiB, "
           f"{(last - first) / max(1, len(rss) - 2):+.2f} MiB/epoch)")  # fmt: skip
     print(f"run directory: {disk:.1f} MiB on disk; checkpoints: {', '.join(ckpts)}")
+    figure("memory/rss_after_epoch_1", first, "MiB")
+    figure("memory/rss_after_last_epoch", last, "MiB")
+    figure("memory/rss_growth_per_epoch", (last - first) / max(1, len(rss) - 2), "MiB")
+    figure("memory/run_directory", disk, "MiB")
 
 
 if __name__ == "__main__":

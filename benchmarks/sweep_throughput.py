@@ -13,7 +13,7 @@ step (for a process's first run this includes starting Python and the imports), 
 steps, and the rest (validation, test, train re-scoring, checkpoints), against the time the sweep
 process spends outside any run.
 
-    python benchmarks/sweep_throughput.py [--cells 4] [--steps 50] [--subset 6400] [--repeats 2] \
+    python benchmarks/sweep_throughput.py [--quick] [--cells 4] [--steps 50] [--subset 6400] [--repeats 2] \
         [--n-jobs 2 4] [--keep]
 """
 
@@ -33,8 +33,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import REPO, default_data_root, import_floor  # noqa: E402
+from ablate.config import REPO_ROOT
+from ablate.testing.bench import QUICK_CLI, data_overrides, figure, import_floor, parse_args
 
 
 def jobs(launcher: str) -> int:
@@ -50,12 +50,16 @@ def sweep_overrides(args, launcher: str, sweep_dir: Path, log_dir: Path) -> list
         launch = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs(launcher)}"]
     return [
         "-m", "norm=none,batch", f"seed={seeds}", *launch,
-        f"data.root={args.data_root}", f"data.cache_dir={args.cache_dir}", "data.download=false",
-        f"data.train_subset={args.subset}", f"data.batch_size={args.batch_size}",
+        *data_overrides(args, subset=False), f"data.train_subset={args.subset}", f"data.batch_size={args.batch_size}",
         "trainer=cpu", f"trainer.max_steps={args.steps}", "trainer.enable_model_summary=false",
         "logger=csv", "callbacks.progress_bar=null",
-        f"log_dir={log_dir}", f"hydra.sweep.dir={sweep_dir}", *args.override,
+        f"log_dir={log_dir}", f"hydra.sweep.dir={sweep_dir}", *quick(args), *args.override,
     ]  # fmt: skip
+
+
+def quick(args) -> list[str]:
+    """Under --quick: evaluate on 2 batches, time from the second step."""
+    return [*QUICK_CLI, "callbacks.throughput.skip=1"] if args.quick else []
 
 
 def run_sweep(args, launcher: str, sweep_dir: Path, log_dir: Path) -> dict:
@@ -69,7 +73,7 @@ def run_sweep(args, launcher: str, sweep_dir: Path, log_dir: Path) -> dict:
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -121,12 +125,14 @@ def main() -> None:
     )
     p.add_argument("--override", nargs="*", default=[], help="extra overrides for every run")
     p.add_argument("--keep", action="store_true", help="keep the sweeps' logs (path printed)")
-    p.add_argument("--data-root", default=default_data_root())
-    p.add_argument("--cache-dir", default=str(REPO / "data" / "cache"))
-    args = p.parse_args()
+    args = parse_args(
+        p,
+        # quick: the basic launcher only (each joblib worker is one more Python start, ~5 s of CPU)
+        quick={"cells": 2, "steps": 4, "subset": 128, "batch_size": 32, "repeats": 1, "n_jobs": []},
+    )
     if args.cells < 2 or args.cells % 2:
         p.error("--cells must be even and >= 2 (norm=none,batch x cells/2 seeds)")
-    n_jobs = args.n_jobs or sorted({2, min(cores, args.cells)})
+    n_jobs = args.n_jobs if args.n_jobs is not None else sorted({2, min(cores, args.cells)})
     launchers = ["basic", *(f"joblib-{n}" for n in n_jobs)]
 
     print(
@@ -136,7 +142,7 @@ def main() -> None:
     print(
         f"sweep: norm=none,batch x seed=0..{args.cells // 2 - 1} = {args.cells} runs of "
         f"{args.steps} steps, batch {args.batch_size}, {args.subset} MNIST training images, "
-        f"{args.repeats} repeats; data {args.data_root}"
+        f"{args.repeats} repeats"
     )
     tmp = Path(tempfile.mkdtemp(prefix="sweep_throughput-"))
     results: dict[str, list[dict]] = {name: [] for name in launchers}
@@ -156,7 +162,7 @@ def main() -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    floor = import_floor()
+    floor = float("nan") if args.quick else import_floor()  # quick: one Python start fewer
     print()
     print(
         f"{'launcher':10} {'threads':>7} {'runs':>5} {'wall s':>7} {'CPU s':>7} {'runs/hour':>9} "
@@ -175,6 +181,9 @@ def main() -> None:
             f"{name:10} {threads:7d} {done:5d} {wall:7.1f} {cpu:7.1f} {per_hour:9.0f} "
             f"{wall / max(1, done):6.1f} {per_hour / base:6.2f}x"
         )
+        figure(f"sweep_throughput/{name}/runs_per_hour", per_hour, "runs/h")
+        if name != "basic":
+            figure(f"sweep_throughput/{name}/speedup_vs_basic", per_hour / base, "x")
 
     print()
     print("where a run's time goes (mean s per run, over all repeats; from summary.json):")
@@ -193,6 +202,10 @@ def main() -> None:
             f"{name:10} {m['run']:6.1f} {m['first']:12.1f} {m['later']:14.1f} {m['train']:8.1f} "
             f"{m['rest']:6.1f} {outside:12.1f}"
         )
+        for key, what in (("first", "startup_first_run"), ("later", "startup_later_runs"),
+                          ("train", "training_per_run"), ("rest", "rest_per_run")):  # fmt: skip
+            if m[key] == m[key]:  # nan where a sweep has no later run
+                figure(f"sweep_throughput/{name}/{what}", m[key], "s")
     print(
         "  run: summary.json wall_time_s (data loading to the end of test); start-up: to the first\n"
         "  training step, for a process's first run from process start (imports included), later runs\n"
@@ -200,7 +213,9 @@ def main() -> None:
         "  train re-scoring, checkpoints (later runs); outside runs: sweep wall time minus the runs'\n"
         "  time per parallel slot (Python start, imports, Hydra, workers, waiting on the slowest run)."
     )
-    print(f"  floor of any new process, `import lightning, hydra, torch`: {floor:.1f} s")
+    if not args.quick:
+        print(f"  floor of any new process, `import lightning, hydra, torch`: {floor:.1f} s")
+        figure("sweep_throughput/import_floor", floor, "s")
 
 
 if __name__ == "__main__":

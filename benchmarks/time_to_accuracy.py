@@ -6,7 +6,7 @@ checkpoint and writing the summary. The run's fixed schedule is what a speedrun 
 (`report.target` of the preset, e.g. test/acc >= 0.99) is reached when the tested accuracy meets it.
 Prints one line per seed, then the medians and how many seeds reached the target.
 
-    python benchmarks/time_to_accuracy.py [--preset speedrun_mnist] [--seeds 0 1 2] [--override k=v ...]
+    python benchmarks/time_to_accuracy.py [--quick] [--preset speedrun_mnist] [--seeds 0 1 2] [--override k=v ...]
 """
 
 from __future__ import annotations
@@ -24,29 +24,21 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import REPO, default_data_root  # noqa: E402
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from ablate.config import REPO_ROOT
+from ablate.testing.bench import QUICK_CLI, compose_cfg, data_overrides, figure, parse_args
+
+# --quick: a few steps on a small subset (the target is not expected to be reached)
+QUICK = ["trainer.max_epochs=1", "trainer.max_steps=5", "data.batch_size=32", *QUICK_CLI]
 
 
-def compose_preset(preset: str, overrides: list[str]):
-    """The preset's composed config (without running anything)."""
-    from hydra import compose, initialize_config_dir
-
-    from ablate.config import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=[f"experiment={preset}", *overrides])
-
-
-def warm_cache(cfg, root: str, cache_dir: str) -> None:
+def warm_cache(cfg) -> None:
     """Decode the dataset into its cache now, so no timed run pays the one-time decode."""
-    from hydra.utils import get_class
-
-    from ablate.data import cache
-
-    d = cfg.data
-    cache.load(d.dataset, get_class(d._target_).read, root, cache_dir, download=False, channels=d.channels,
-                  image_size=d.image_size)  # fmt: skip
+    aug = OmegaConf.to_container(cfg.aug, resolve=True)
+    instantiate(cfg.data, aug=aug, seed=0, _recursive_=False).prepare_data()
 
 
 def one_run(args, seed: int, tmp: Path) -> dict:
@@ -54,11 +46,10 @@ def one_run(args, seed: int, tmp: Path) -> dict:
     run_dir = tmp / f"seed{seed}"
     cmd = [
         sys.executable, "-m", "ablate.train", f"experiment={args.preset}", f"seed={seed}",
-        f"data.root={args.data_root}", f"data.cache_dir={args.cache_dir}", "data.download=false",
-        f"log_dir={tmp}", f"hydra.run.dir={run_dir}", *args.override,
+        f"log_dir={tmp}", f"hydra.run.dir={run_dir}", *args.run_overrides,
     ]  # fmt: skip
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
@@ -74,20 +65,15 @@ def main() -> None:
     p.add_argument("--metric", help="default: the preset's report.target.metric")
     p.add_argument("--target", type=float, help="default: the preset's report.target.value")
     p.add_argument("--override", nargs="*", default=[], help="extra overrides, e.g. trainer=gpu")
-    p.add_argument("--data-root", default=default_data_root())
-    p.add_argument(
-        "--cache-dir", default=os.environ.get("ABLATE_CACHE_DIR", str(REPO / "data" / "cache"))
-    )
     p.add_argument("--keep", action="store_true", help="keep the runs' directories")
-    args = p.parse_args()
-    cfg = compose_preset(args.preset, args.override)
+    args = parse_args(p, quick={"seeds": [0]})
+    args.run_overrides = [*data_overrides(args), *(QUICK if args.quick else []), *args.override]
+    cfg = compose_cfg([f"experiment={args.preset}", *args.run_overrides])
     target_cfg = cfg.get("report", {}).get("target") or {}
     metric = args.metric or target_cfg.get("metric")
     target = args.target if args.target is not None else target_cfg.get("value")
     if metric is None or target is None:
         raise SystemExit(f"experiment={args.preset} has no report.target: pass --metric/--target")
-
-    import torch
 
     print(
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
@@ -96,7 +82,7 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.2f}"
     )
     print(f"experiment={args.preset} {' '.join(args.override)}: target {metric} >= {target}")
-    warm_cache(cfg, args.data_root, args.cache_dir)
+    warm_cache(cfg)
     tmp = Path(tempfile.mkdtemp(prefix="ablate-tta-"))
     rows = []
     try:
@@ -121,6 +107,11 @@ def main() -> None:
         f"{statistics.median(r[3] for r in rows):.4f} (mean {statistics.mean(r[3] for r in rows):.4f}); "
         f"target reached by {reached}/{len(rows)} seeds"
     )
+    name = f"time_to_accuracy/{args.preset}"
+    figure(f"{name}/process_wall", statistics.median(r[1] for r in rows), "s")
+    figure(f"{name}/in_run_wall", statistics.median(r[2] for r in rows), "s")
+    figure(f"{name}/{metric.replace('/', '_')}", statistics.median(r[3] for r in rows), "fraction")
+    figure(f"{name}/seeds_reaching_target", reached / len(rows), "fraction")
 
 
 if __name__ == "__main__":
