@@ -282,7 +282,7 @@ def test_steps_to_target_is_first_step_reaching_target(sweep_dir: Path):
             expected = next(h["step"] for h in run.history if h["val/acc"] >= TARGET)
             assert run.steps_to_target == expected
     running = next(r for r in sweep.runs if r.status == "running")
-    assert math.isnan(running.steps_to_target)  # 0.9 plateau: not reached
+    assert running.steps_to_target is None  # 0.9 plateau: never reached
 
 
 def test_verdicts(sweep_dir: Path):

@@ -6,9 +6,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from ablate.overrides import value_text
 from ablate.report.claims import Verdict, higher_is_better, interaction
 from ablate.report.forest import FOREST
-from ablate.report.runs import STEPS, _text
+from ablate.report.runs import STEPS
 from ablate.report.stats import Stat
 from ablate.report.sweep import Sweep
 from ablate.report.tables import _csv_value, _digits, fmt_stat, md_table
@@ -67,13 +68,13 @@ def fmt_verdict(v: Verdict) -> str:
         return f"- **{v.label}**: “{text}” — {v.reason}."
     d = _digits(c["metric"])
     where = c.get("where") or {}
-    scope = f" where {', '.join(f'{k}={_text(x)}' for k, x in where.items())}" if where else ""
+    scope = f" where {', '.join(f'{k}={value_text(x)}' for k, x in where.items())}" if where else ""
     by = interaction(c)
     if isinstance(by, tuple):
-        scope += f", change from {by[0]}={_text(by[1])} to {_text(by[2])}"
+        scope += f", change from {by[0]}={value_text(by[1])} to {value_text(by[2])}"
 
     def side(value: Any, stat: Stat) -> str:
-        return f"{c['factor']}={_text(value)}: {fmt_stat(stat, d)} (n={stat.n})"
+        return f"{c['factor']}={value_text(value)}: {fmt_stat(stat, d)} (n={stat.n})"
 
     cmp = v.comparison
     effect = "d_z" if cmp.pairing == "paired" else "Hedges' g"

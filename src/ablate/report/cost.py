@@ -17,6 +17,7 @@ from ablate.report.runs import Run
 from ablate.report.stats import mean_ci, sample
 from ablate.report.sweep import Sweep
 from ablate.report.tables import _label, fmt_stat, md_table
+from ablate.run.record import Status
 
 COST = "cost.png"
 THROUGHPUT = "perf/train_images_per_s"
@@ -109,7 +110,7 @@ def plot_cost(sweep: Sweep, path: Path) -> bool:
 
 def section_provenance(sweep: Sweep) -> str:
     """The commit(s) and package versions the runs came from; flags a sweep of mixed code."""
-    runs = [r for r in sweep.runs if r.status != "corrupt"]
+    runs = [r for r in sweep.runs if r.status != Status.CORRUPT]
     commits = Counter(r.git_commit or "unknown" for r in runs)
     if not commits:
         return ""

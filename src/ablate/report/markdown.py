@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from ablate.overrides import is_number, value_text
 from ablate.report.claims import Verdict
 from ablate.report.claims_section import fmt_verdict as fmt_verdict  # re-exported
 from ablate.report.claims_section import section_claims
 from ablate.report.cost import section_cost, section_provenance
 from ablate.report.forest import FOREST
-from ablate.report.runs import STEPS, TARGET_METRIC, Run, _is_number, _text
+from ablate.report.runs import STEPS, Run
 from ablate.report.stats import mean_ci, sample
 from ablate.report.sweep import Sweep, _unique
 from ablate.report.tables import (
@@ -21,8 +22,13 @@ from ablate.report.tables import (
     fmt_steps,
     md_table,
 )
+from ablate.run.record import TARGET_METRIC, Status
 
-STATUS_ORDER = ("completed", "diverged", "failed", "running", "corrupt")
+# The first four are always counted; interrupted (and any other) only when there are such runs.
+STATUS_ORDER = (
+    Status.COMPLETED, Status.DIVERGED, Status.FAILED, Status.RUNNING, Status.CORRUPT,
+    Status.INTERRUPTED,
+)  # fmt: skip
 MAX_LISTED = 40
 
 
@@ -32,12 +38,12 @@ def _distinct(runs: list[Run], *keys: str) -> list[str]:
     for run in runs:
         found = next((run.lookup(k) for k in keys if run.lookup(k) is not None), None)
         if found is not None and not isinstance(found, dict | list):
-            values.append(_text(found))
+            values.append(value_text(found))
     return _unique(values)
 
 
 def _fixed_overrides(sweep: Sweep) -> list[str]:
-    readable = [r for r in sweep.runs if r.status != "corrupt"]
+    readable = [r for r in sweep.runs if r.status != Status.CORRUPT]
     if not readable:
         return []
     common = set(readable[0].overrides.items())
@@ -50,7 +56,7 @@ def _fixed_overrides(sweep: Sweep) -> list[str]:
 def section_what(sweep: Sweep) -> str:
     """The "What was run" paragraph."""
     runs = sweep.runs
-    seeds = sorted({_text(r.seed) for r in runs if r.seed is not None}, key=_seed_key)
+    seeds = sorted({value_text(r.seed) for r in runs if r.seed is not None}, key=_seed_key)
     cells = len(sweep.cells())
     expected = ""
     if sweep.plan is not None and not sweep.plan.unknown:
@@ -92,7 +98,7 @@ def _paren(values: list[str], prefix: str = "") -> str:
 
 
 def _seed_key(seed: str) -> tuple[int, float, str]:
-    return (0, float(seed), "") if _is_number(seed) else (1, 0.0, seed)
+    return (0, float(seed), "") if is_number(seed) else (1, 0.0, seed)
 
 
 def missing_combos(sweep: Sweep) -> list[dict[str, str]]:
@@ -100,7 +106,7 @@ def missing_combos(sweep: Sweep) -> list[dict[str, str]]:
     if sweep.plan is None:
         return []
     keys = list(sweep.plan.values)
-    found = {tuple(_text(r.lookup(k)) for k in keys) for r in sweep.runs}
+    found = {tuple(value_text(r.lookup(k)) for k in keys) for r in sweep.runs}
     return [c for c in sweep.plan.combos() if tuple(c.values()) not in found]
 
 
@@ -126,13 +132,13 @@ def section_status(sweep: Sweep) -> str:
 
 def status_lists(sweep: Sweep) -> str:
     """The runs that did not complete, by status, with their error or divergence step."""
-    failed = [f"`{r.name}`: {_first_line(r.error)}" for r in _with(sweep, "failed")]
+    failed = [f"`{r.name}`: {_first_line(r.error)}" for r in _with(sweep, Status.FAILED)]
     diverged = [
         f"`{r.name}` at step {_csv_value(r.diverged_at_step) or '?'}"
-        for r in _with(sweep, "diverged")
+        for r in _with(sweep, Status.DIVERGED)
     ]
-    running = [f"`{r.name}`" for r in _with(sweep, "running")]
-    corrupt = [f"`{r.name}`: {r.error} (file `{r.path}`)" for r in _with(sweep, "corrupt")]
+    running = [f"`{r.name}`" for r in _with(sweep, Status.RUNNING)]
+    corrupt = [f"`{r.name}`: {r.error} (file `{r.path}`)" for r in _with(sweep, Status.CORRUPT)]
     return (
         _list("Failed", failed)
         + _list("Diverged", diverged)
@@ -141,7 +147,7 @@ def status_lists(sweep: Sweep) -> str:
     )
 
 
-def _with(sweep: Sweep, status: str) -> list[Run]:
+def _with(sweep: Sweep, status: Status) -> list[Run]:
     return [r for r in sweep.runs if r.status == status]
 
 
@@ -157,7 +163,15 @@ def _list(title: str, items: list[str]) -> str:
 def section_cells(sweep: Sweep) -> str:
     """The per-cell table."""
     metrics = _metrics_shown(sweep)
-    header = [*sweep.factors, "runs", "completed", *metrics, "diverged", "failed", "running"]
+    header = [
+        *sweep.factors,
+        "runs",
+        Status.COMPLETED,
+        *metrics,
+        Status.DIVERGED,
+        Status.FAILED,
+        Status.RUNNING,
+    ]
     rows = []
     for cell, runs in sweep.cells().items():
         counts = Counter(r.status for r in runs)
@@ -165,11 +179,11 @@ def section_cells(sweep: Sweep) -> str:
             [
                 *cell,
                 str(len(runs)),
-                str(counts["completed"]),
+                str(counts[Status.COMPLETED]),
                 *(fmt_metric(runs, m) for m in metrics),
-                str(counts["diverged"]),
-                str(counts["failed"]),
-                str(counts["running"]),
+                str(counts[Status.DIVERGED]),
+                str(counts[Status.FAILED]),
+                str(counts[Status.RUNNING]),
             ]
         )
     note = (
@@ -196,7 +210,9 @@ def section_marginals(sweep: Sweep) -> str:
             runs = [r for r in sweep.runs if r.factors[factor] == value]
             n = sum(r.completed for r in runs)
             rows.append([value, str(n), *(fmt_metric(runs, m) for m in metrics)])
-        text += f"\n### `{factor}`\n\n" + md_table([factor, "completed", *metrics], rows) + "\n"
+        text += (
+            f"\n### `{factor}`\n\n" + md_table([factor, Status.COMPLETED, *metrics], rows) + "\n"
+        )
     return text
 
 

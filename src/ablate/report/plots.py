@@ -12,10 +12,10 @@ import numpy as np
 from ablate.report.claims import Verdict
 from ablate.report.cost import COST, plot_cost
 from ablate.report.forest import FOREST, write_forest
-from ablate.report.runs import TARGET_METRIC
 from ablate.report.stats import mean_ci, sample
 from ablate.report.sweep import Sweep
 from ablate.report.tables import _label
+from ablate.run.record import TARGET_METRIC
 
 CURVES = (("val/acc", "curves_val_acc.png"), ("train/loss", "curves_train_loss.png"))
 

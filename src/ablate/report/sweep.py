@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ablate.overrides import as_float, is_number, value_text
 from ablate.report.plan import Plan, load_plan
-from ablate.report.runs import Run, _is_number, _num, _text, find_summaries, load_run
-from ablate.report.stats import step_budget, steps_to_target
+from ablate.report.runs import Run, find_summaries, load_run
+from ablate.report.stats import step_budget
+from ablate.run.record import steps_to_target
 
 DEFAULT_VALUE = "(default)"
 
@@ -65,7 +67,7 @@ def swept_factors(runs: list[Run], plan: Plan | None) -> list[str]:
 def factor_value(run: Run, key: str) -> str:
     """The run's value of a factor, as typed in its override when there is one."""
     value = run.lookup(key)
-    return DEFAULT_VALUE if value is None or isinstance(value, dict | list) else _text(value)
+    return DEFAULT_VALUE if value is None or isinstance(value, dict | list) else value_text(value)
 
 
 def order_levels(values: Iterable[str], planned: list[str]) -> list[str]:
@@ -73,7 +75,7 @@ def order_levels(values: Iterable[str], planned: list[str]) -> list[str]:
     found = set(values)
     default = [DEFAULT_VALUE] if DEFAULT_VALUE in found else []
     found.discard(DEFAULT_VALUE)
-    if all(_is_number(v) for v in found):
+    if all(is_number(v) for v in found):
         return default + sorted(found, key=float)
     return default + [v for v in planned if v in found] + sorted(found - set(planned))
 
@@ -99,11 +101,11 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     plan = load_plan(root)
     factors = swept_factors(runs, plan)
     block = report_block(runs)
-    target = _num(block.get("target_acc"))
+    target = as_float(block.get("target_acc"))
     target = target if math.isfinite(target) else None
     for run in runs:
         run.factors = {f: factor_value(run, f) for f in factors}
-        run.steps_to_target = steps_to_target(run, target)
+        run.steps_to_target = steps_to_target(run.history, target) if target is not None else None
     planned = plan.values if plan else {}
     levels = {f: order_levels((r.factors[f] for r in runs), planned.get(f, [])) for f in factors}
     claims = [c for c in block.get("claims") or [] if isinstance(c, dict)]

@@ -6,8 +6,9 @@ import csv
 import math
 from pathlib import Path
 
-from ablate.report.runs import STEPS, Run, _text
-from ablate.report.stats import Stat, mean_ci, sample
+from ablate.overrides import value_text
+from ablate.report.runs import STEPS, Run
+from ablate.report.stats import Stat, mean_ci, reached_target, sample
 from ablate.report.sweep import Sweep
 
 CSV_METRICS = (
@@ -93,24 +94,26 @@ def _csv_value(value: float) -> str:
     return str(int(value)) if value == int(value) and abs(value) < 1e15 else repr(value)
 
 
-def _csv_metric(run: Run, metric: str) -> str:
+def _csv_metric(run: Run, metric: str, target: float | None) -> str:
     if metric == STEPS:
-        v = run.steps_to_target
-        return "" if v is None else "not reached" if math.isnan(v) else _csv_value(v)
+        if target is None:
+            return ""
+        steps = reached_target(run)
+        return "not reached" if steps is None else _csv_value(steps)
     if metric not in run.metrics:
         return ""
     return "nan" if math.isnan(run.metrics[metric]) else _csv_value(run.metrics[metric])
 
 
-def csv_row(run: Run, factors: list[str]) -> list[str]:
+def csv_row(run: Run, sweep: Sweep) -> list[str]:
     """One results.csv row."""
     extra = [run.steps, run.epochs, run.wall_time_s, run.diverged_at_step]
     return [
         run.name,
         run.status,
-        "" if run.seed is None else _text(run.seed),
-        *(run.factors[f] for f in factors),
-        *(_csv_metric(run, m) for m in CSV_METRICS),
+        "" if run.seed is None else value_text(run.seed),
+        *(run.factors[f] for f in sweep.factors),
+        *(_csv_metric(run, m, sweep.target) for m in CSV_METRICS),
         *map(_csv_value, extra),
         _first_line(run.error) if run.error else "",
     ]
@@ -134,4 +137,4 @@ def write_csv(path: Path, sweep: Sweep) -> None:
         writer = csv.writer(f)
         writer.writerow(header)
         for cell_runs in sweep.cells().values():
-            writer.writerows(csv_row(r, sweep.factors) for r in cell_runs)
+            writer.writerows(csv_row(r, sweep) for r in cell_runs)

@@ -10,7 +10,6 @@ this sweep. Time left = elapsed / runs done x runs left: with parallel workers, 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -21,9 +20,11 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ablate.overrides import parse_overrides
 from ablate.report.plan import load_plan, plan_from_specs
-from ablate.report.runs import find_summaries, parse_overrides
-from ablate.run.identity import FINISHED, secondary_rank
+from ablate.report.runs import find_summaries
+from ablate.run.lock import secondary_rank
+from ablate.run.record import FINISHED, RunRecord, Status
 
 log = logging.getLogger(__name__)
 
@@ -94,18 +95,15 @@ def scan(
     root = Path(sweep_dir)
     for path in find_summaries(root) if root.is_dir() else []:
         try:
-            data = json.loads(path.read_text())
+            record = RunRecord.load(path)
             mtime = path.stat().st_mtime
         except (OSError, ValueError):
             continue
-        if not isinstance(data, dict):
+        if planned and _combo_key(parse_overrides(record.overrides), keys) not in planned:
             continue
-        if planned and _combo_key(parse_overrides(data.get("overrides")), keys) not in planned:
-            continue
-        status = data.get("status")
         if mtime < started:
-            skipped += status in FINISHED
-        elif status != "running":
+            skipped += record.finished
+        elif record.status != Status.RUNNING:
             done += 1
     return Progress(total, skipped, done, max(time.time() - started, 0.0))
 
@@ -174,7 +172,7 @@ class SweepProgress(Callback):
 
 def _status(summary: Path) -> str | None:
     try:
-        data = json.loads(summary.read_text())
+        record = RunRecord.load(summary)
     except (OSError, ValueError):
         return None
-    return data.get("status") if isinstance(data, dict) else None
+    return record.status if "status" in record.model_fields_set else None
