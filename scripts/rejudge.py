@@ -18,11 +18,9 @@ from omegaconf import OmegaConf
 
 from ablate.config import CONF_DIR
 from ablate.overrides import as_float
-from ablate.report.claims import judge_all
-from ablate.report.claims_section import fmt_difference
-from ablate.report.runs import STEPS, Run
-from ablate.report.stats import step_budget
-from ablate.report.sweep import Sweep, order_levels
+from ablate.report.judge import judge_all
+from ablate.report.load import STEPS, Run, Sweep, order_levels, step_budget
+from ablate.report.render import fmt_difference
 
 REPO = Path(__file__).resolve().parents[1]
 

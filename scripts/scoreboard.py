@@ -20,11 +20,9 @@ from collections import Counter
 from pathlib import Path
 
 from ablate.config import CONF_DIR
-from ablate.report.claims_section import _needed, _used, fmt_difference
-from ablate.report.cli import judge_sweep
-from ablate.report.cost import short_commit
-from ablate.report.tables import md_table
-from ablate.report.verdicts import Verdict
+from ablate.report import judge_sweep
+from ablate.report.judge import Verdict
+from ablate.report.render import fmt_difference, fmt_needed, fmt_used, md_table, short_commit
 from ablate.run.record import Status
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +47,8 @@ def source(preset: str) -> str:
 
 def _why(v: Verdict) -> str:
     """What an undecided verdict lacks: the seeds it needs, or why nothing could be compared."""
-    if _needed(v) != "—":
-        return f" (~{_needed(v)} seeds needed)"
+    if fmt_needed(v) != "—":
+        return f" (~{fmt_needed(v)} seeds needed)"
     return f" ({v.reason.rstrip('.')})" if v.comparison is None and v.reason else ""
 
 
@@ -72,7 +70,7 @@ def rows(sweep_dir: Path, machine: str | None = None) -> list[list[str]]:
             source(name),
             f"**{v.label}**" + _why(v),
             fmt_difference(v),
-            _used(v),
+            fmt_used(v),
             f"{minutes:.1f}",
             where,
             commit,

@@ -21,8 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ablate.overrides import parse_overrides
-from ablate.report.plan import load_plan, plan_from_specs
-from ablate.report.runs import find_summaries
+from ablate.report.load import find_summaries, load_plan, plan_from_specs
 from ablate.run.lock import secondary_rank
 from ablate.run.record import FINISHED, RunRecord, Status
 
@@ -114,7 +113,7 @@ def planned_combos(config: DictConfig) -> tuple[list[dict[str, str]] | None, int
     task = OmegaConf.select(config, "hydra.overrides.task", default=None)
     specs = [f"{k}={v}" for k, v in (OmegaConf.to_container(params) if params else {}).items()]
     specs += [str(s) for s in (OmegaConf.to_container(task) if task is not None else [])]
-    plan = plan_from_specs(specs)  # as ablate.report.plan.load_plan: command-line values win
+    plan = plan_from_specs(specs)  # as ablate.report.load.plan.load_plan: command-line values win
     if plan.unknown:  # a search (Optuna): its trial count, when the sweeper has one
         trials = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
         return None, int(trials) if isinstance(trials, int) else None

@@ -36,11 +36,9 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ablate.overrides import canonical, override_value, value_text
-from ablate.report.claims import judge_all
-from ablate.report.cli import STUDY_FILE, build_report
-from ablate.report.runs import Run, find_summaries, load_run
-from ablate.report.sweep import ReportError, load_sweep
-from ablate.report.verdicts import Verdict
+from ablate.report import build_report
+from ablate.report.judge import Verdict, judge_all
+from ablate.report.load import STUDY_FILE, ReportError, Run, find_summaries, load_run, load_sweep
 from ablate.run.atomic import write_bytes_atomic
 from ablate.run.record import FINISHED
 from ablate.run.sweep_guard import SWEEP_LOCK

@@ -44,11 +44,9 @@ from typing import Any
 import numpy as np
 
 from ablate.overrides import is_number, value_text
-from ablate.report.runs import STEPS, Run
-from ablate.report.sequential import describe, look_alpha
-from ablate.report.stats import Stat, mean_ci, sample
-from ablate.report.sweep import Sweep
-from ablate.report.verdicts import (
+from ablate.report.judge.sequential import describe, look_alpha
+from ablate.report.judge.stats import Stat, mean_ci, sample
+from ablate.report.judge.verdicts import (
     ALPHA,
     Comparison,
     Verdict,
@@ -60,6 +58,8 @@ from ablate.report.verdicts import (
     seeds_needed,
     welch,
 )
+from ablate.report.load.runs import STEPS, Run
+from ablate.report.load.sweep import Sweep
 
 PICK_METRIC = "val/acc_best"  # nuisance values are chosen on validation, never on test
 
@@ -70,10 +70,10 @@ def higher_is_better(claim: dict[str, Any]) -> bool:
     return bool(claim.get("higher_is_better", metric != STEPS and "loss" not in metric))
 
 
-def _same(actual: Any, wanted: Any) -> bool:
+def same_value(actual: Any, wanted: Any) -> bool:
     """Whether a run's value equals a claim's value (numerically when both are numbers)."""
     if isinstance(wanted, list | tuple):
-        return any(_same(actual, w) for w in wanted)
+        return any(same_value(actual, w) for w in wanted)
     a, w = value_text(actual), value_text(wanted)
     if is_number(a) and is_number(w):
         return math.isclose(float(a), float(w), rel_tol=1e-9, abs_tol=0.0)
@@ -81,7 +81,7 @@ def _same(actual: Any, wanted: Any) -> bool:
 
 
 def _side(runs: list[Run], conditions: dict[str, Any]) -> list[Run]:
-    return [r for r in runs if all(_same(r.lookup(k), v) for k, v in conditions.items())]
+    return [r for r in runs if all(same_value(r.lookup(k), v) for k, v in conditions.items())]
 
 
 def _value_of(run: Run, key: str) -> str:

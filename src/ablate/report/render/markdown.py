@@ -1,26 +1,28 @@
-"""summary.md: what was run, claims (claims_section.py), status, per-cell, marginal and pivot tables, plots."""
+"""summary.md: what was run, claims (claims_section.py), a study's rounds (study_section.py), status,
+per-cell, cost, marginal and pivot tables, plots."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any
 
 from ablate.overrides import is_number, value_text
-from ablate.report.claims import Verdict
-from ablate.report.claims_section import fmt_verdict as fmt_verdict  # re-exported
-from ablate.report.claims_section import section_claims
-from ablate.report.cost import section_cost, section_provenance
-from ablate.report.forest import FOREST
-from ablate.report.runs import STEPS, Run
-from ablate.report.stats import mean_ci, sample
-from ablate.report.sweep import Sweep, _unique
-from ablate.report.tables import (
-    _csv_value,
-    _first_line,
-    _metrics_shown,
+from ablate.report.judge.stats import mean_ci, sample
+from ablate.report.judge.verdicts import Verdict
+from ablate.report.load.runs import STEPS, Run
+from ablate.report.load.sweep import Sweep, unique
+from ablate.report.render.claims_section import section_claims
+from ablate.report.render.cost import section_cost, section_provenance
+from ablate.report.render.forest import FOREST
+from ablate.report.render.study_section import section_study
+from ablate.report.render.tables import (
+    csv_value,
+    first_line,
     fmt_metric,
     fmt_steps,
     md_table,
+    metrics_shown,
 )
 from ablate.run.record import TARGET_METRIC, Status
 
@@ -39,7 +41,7 @@ def _distinct(runs: list[Run], *keys: str) -> list[str]:
         found = next((run.lookup(k) for k in keys if run.lookup(k) is not None), None)
         if found is not None and not isinstance(found, dict | list):
             values.append(value_text(found))
-    return _unique(values)
+    return unique(values)
 
 
 def _fixed_overrides(sweep: Sweep) -> list[str]:
@@ -132,9 +134,9 @@ def section_status(sweep: Sweep) -> str:
 
 def status_lists(sweep: Sweep) -> str:
     """The runs that did not complete, by status, with their error or divergence step."""
-    failed = [f"`{r.name}`: {_first_line(r.error)}" for r in _with(sweep, Status.FAILED)]
+    failed = [f"`{r.name}`: {first_line(r.error)}" for r in _with(sweep, Status.FAILED)]
     diverged = [
-        f"`{r.name}` at step {_csv_value(r.diverged_at_step) or '?'}"
+        f"`{r.name}` at step {csv_value(r.diverged_at_step) or '?'}"
         for r in _with(sweep, Status.DIVERGED)
     ]
     running = [f"`{r.name}`" for r in _with(sweep, Status.RUNNING)]
@@ -162,7 +164,7 @@ def _list(title: str, items: list[str]) -> str:
 
 def section_cells(sweep: Sweep) -> str:
     """The per-cell table."""
-    metrics = _metrics_shown(sweep)
+    metrics = metrics_shown(sweep)
     header = [
         *sweep.factors,
         "runs",
@@ -199,7 +201,7 @@ def section_marginals(sweep: Sweep) -> str:
     """Per factor and value: the metrics over all completed runs with that value."""
     if not sweep.factors:
         return ""
-    metrics = _metrics_shown(sweep)
+    metrics = metrics_shown(sweep)
     text = (
         "## Marginal effects\n\nEach value of a factor over all completed runs that have it, "
         "whatever the other factors (runs pooled; unbalanced if cells are missing).\n"
@@ -259,12 +261,15 @@ def section_plots(plots: list[str]) -> str:
     return "## Plots\n\n" + "\n\n".join(f"![{p}]({p})" for p in plots) + "\n"
 
 
-def render_summary(sweep: Sweep, verdicts: list[Verdict], plots: list[str]) -> str:
-    """The whole summary.md."""
+def render_summary(
+    sweep: Sweep, verdicts: list[Verdict], plots: list[str], study: dict[str, Any] | None = None
+) -> str:
+    """The whole summary.md (with the rounds of a study when there is its study.json)."""
     sections = [
         f"# Ablation report: `{sweep.root}`\n\nPer-run values: [results.csv](results.csv).",
         section_what(sweep),
         section_claims(sweep, verdicts, plots),  # first: what the sweep decided
+        section_study(study, verdicts),
         section_status(sweep),
         section_cells(sweep),
         section_cost(sweep),

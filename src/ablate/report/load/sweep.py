@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ablate.overrides import as_float, is_number, value_text
-from ablate.report.plan import Plan, load_plan
-from ablate.report.runs import Run, find_summaries, load_run
-from ablate.report.stats import step_budget
-from ablate.run.record import steps_to_target
+from ablate.report.load.plan import Plan, load_plan
+from ablate.report.load.runs import Run, find_summaries, load_run
+from ablate.run.record import TARGET_METRIC, steps_to_target
 
 DEFAULT_VALUE = "(default)"
 
@@ -32,7 +31,7 @@ class Sweep:
     plan: Plan | None
     target: float | None
     claims: list[dict[str, Any]]
-    budget: float  # the value a never-reached steps_to_target gets in claims
+    budget: float  # the longest training: what a never-reached steps_to_target counts as in claims
 
     def cells(self) -> dict[tuple[str, ...], list[Run]]:
         """Runs grouped by the values of the factors, in level order."""
@@ -48,17 +47,27 @@ class Sweep:
         return tuple(self.levels[f].index(v) for f, v in zip(self.factors, cell, strict=True))
 
 
-def _unique(items: Iterable[str]) -> list[str]:
+def unique(items: Iterable[str]) -> list[str]:
+    """The items in order, each once."""
     return list(dict.fromkeys(items))
+
+
+def step_budget(runs: list[Run]) -> float:
+    """The longest training of the sweep (completed runs' steps, else any logged step)."""
+    done = [r.steps for r in runs if r.completed and math.isfinite(r.steps)]
+    if done:
+        return max(done)
+    logged = [s for r in runs for s in r.series(TARGET_METRIC)[0]]
+    return max(logged, default=math.nan)
 
 
 def swept_factors(runs: list[Run], plan: Plan | None) -> list[str]:
     """Swept keys other than seed: from the summaries, else multirun.yaml, else every override."""
-    keys = _unique(k for r in runs for k in r.swept or [])
+    keys = unique(k for r in runs for k in r.swept or [])
     if not keys and plan is not None:
         keys = plan.keys
     if not keys:
-        keys = _unique(k for r in runs for k in r.overrides)
+        keys = unique(k for r in runs for k in r.overrides)
     if plan is not None:  # summaries list swept keys sorted; the command line's order reads better
         keys.sort(key=lambda k: plan.keys.index(k) if k in plan.keys else len(plan.keys))
     return [k for k in keys if k != "seed" and not k.startswith("hydra.")]

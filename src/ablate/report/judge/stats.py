@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from ablate.report.runs import STEPS, Run
-from ablate.run.record import FINISHED, TARGET_METRIC, Status
+from ablate.report.load.runs import STEPS, Run
+from ablate.run.record import FINISHED, Status
 
 
 def t975(df: float) -> float:
@@ -59,15 +59,6 @@ def mean_ci(values: Iterable[float]) -> Stat:
     return Stat(len(xs), mean, std, t975(len(xs) - 1) * std / math.sqrt(len(xs)))
 
 
-def step_budget(runs: list[Run]) -> float:
-    """The longest training of the sweep (completed runs' steps, else any logged step)."""
-    done = [r.steps for r in runs if r.completed and math.isfinite(r.steps)]
-    if done:
-        return max(done)
-    logged = [s for r in runs for s in r.series(TARGET_METRIC)[0]]
-    return max(logged, default=math.nan)
-
-
 def reached_target(run: Run) -> float | None:
     """The step at which a run counts as having reached the target; None: it never did.
 
@@ -78,7 +69,7 @@ def reached_target(run: Run) -> float | None:
 
 def steps_or_budget(run: Run, budget: float) -> float:
     """How claims judge steps_to_target: a run that never reached the target counts as `budget`
-    steps (the sweep's longest training), the worst outcome of the sweep."""
+    steps (Sweep.budget, the sweep's longest training), the worst outcome of the sweep."""
     steps = reached_target(run)
     return budget if steps is None else steps
 
