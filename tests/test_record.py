@@ -143,3 +143,28 @@ def test_one_override_parser(prefix, key, value):
 
 def test_numbers_have_one_spelling():
     assert canonical("0.10") == canonical("0.1") == "0.1" and canonical("batch") == "batch"
+
+
+def test_run_summary_writes_the_record_and_keeps_an_unfinished_attempt(tmp_path: Path):
+    import torch
+    from omegaconf import OmegaConf
+
+    from ablate.run.summary import RunSummary
+
+    cfg = OmegaConf.create({"seed": 3, "optim": {"lr": 0.1}})
+    first = RunSummary(tmp_path, cfg, 3, overrides=["seed=3"], swept=["seed"])
+    assert RunRecord.load(first.path).status is Status.RUNNING
+    first.failed(RuntimeError("boom"))
+    second = RunSummary(tmp_path, cfg, 3, overrides=["seed=3"], swept=["seed"])
+    second.finish(
+        Status.COMPLETED, {"test/acc": torch.tensor(0.75), "test/loss": math.inf},
+        history=[{"step": 10, "epoch": 0, "val/acc": torch.tensor(0.5)}], steps=10, future=[1],
+    )  # fmt: skip
+    written = json.loads(second.path.read_text())
+    assert written["status"] == "completed" and written["future"] == [1]
+    assert written["metrics"] == {"test/acc": 0.75, "test/loss": "inf"}
+    assert written["history"] == [{"step": 10, "epoch": 0, "val/acc": 0.5}]
+    (earlier,) = written["earlier_attempts"]
+    assert earlier["status"] == "failed" and earlier["error"] == "RuntimeError: boom"
+    assert set(earlier) <= {"status", "started_at", "wall_time_s", "error", "traceback", "hint"}
+    assert RunRecord.load(second.path).finished
