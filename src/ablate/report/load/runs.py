@@ -41,9 +41,7 @@ class Run:
     diverged_at_step: float = math.nan
     error: str | None = None
     factors: dict[str, str] = field(default_factory=dict)  # filled by load_sweep
-    steps_to_target: float | None = (
-        None  # first step at the target; None: never reached (or no target)
-    )
+    steps_to_target: float | None = None  # first step at the target; None: never (or no target)
     path: Path | None = None  # the summary.json it was read from
     git_commit: str | None = None  # the commit the run was trained at ('-dirty': local changes)
     versions: dict[str, str] = field(default_factory=dict)  # python and package versions
