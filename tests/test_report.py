@@ -606,3 +606,19 @@ def test_cost_plot_legend_shows_colour_per_first_factor_and_marker_per_second(
     assert a.get_color() == b.get_color() != c.get_color()
     assert a.get_marker() == c.get_marker() != b.get_marker()
     assert all(h.get_linestyle() == "None" for h in handles)  # markers alone, no error bars
+
+
+def test_claims_judge_a_never_reached_target_as_the_step_budget():
+    from ablate.report.judge import reached_target, steps_or_budget
+    from ablate.report.load import Run
+
+    reached = Run("a", "completed", steps_to_target=300.0)
+    never = Run("b", "completed", steps_to_target=None)
+    diverged = Run("c", "diverged", steps_to_target=200.0)  # crossed the target, then diverged
+    assert [reached_target(r) for r in (reached, never, diverged)] == [300.0, None, None]
+    assert [steps_or_budget(r, 1000.0) for r in (reached, never, diverged)] == [300, 1000, 1000]
+    running = Run("d", "running", steps_to_target=100.0)  # not a result yet: left out
+    assert sample([reached, never, diverged, running], "steps_to_target", 1000.0) == [
+        300.0, 1000.0, 1000.0,
+    ]  # fmt: skip
+    assert sample([reached, never, diverged], "steps_to_target") == [300.0]  # without: reached only
