@@ -11,21 +11,18 @@ from __future__ import annotations
 import csv
 import math
 import re
-import sys
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from ablate.config import CONF_DIR
+from ablate.overrides import as_float
+from ablate.report.judge import judge_all
+from ablate.report.load import STEPS, Run, Sweep, order_levels, step_budget
+from ablate.report.render import fmt_difference
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-
-from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
-from ablate.config import CONF_DIR  # noqa: E402
-from ablate.report.claims import judge_all  # noqa: E402
-from ablate.report.claims_section import fmt_difference  # noqa: E402
-from ablate.report.runs import STEPS, Run, _num  # noqa: E402
-from ablate.report.stats import step_budget  # noqa: E402
-from ablate.report.sweep import Sweep, order_levels  # noqa: E402
 
 NOVEMBER = (  # the quick studies run in November 2026 under the old rule
     "aug_data_size_quick", "bn_lr_quick", "bn_noisy_quick", "gn_batch_size_quick",
@@ -64,10 +61,10 @@ def load(preset: str) -> Sweep:
         run = Run(
             row["run"], row["status"], seed=row["seed"], overrides={f: row[f] for f in factors}
         )
-        run.metrics = {m: _num(row[m]) for m in metrics if m != STEPS}
-        run.steps, run.factors = _num(row["steps"]), {f: row[f] for f in factors}
-        stt = row.get(STEPS, "")
-        run.steps_to_target = None if block.get("target_acc") is None else _num(stt or "nan")
+        run.metrics = {m: as_float(row[m]) for m in metrics if m != STEPS}
+        run.steps, run.factors = as_float(row["steps"]), {f: row[f] for f in factors}
+        steps = as_float(row.get(STEPS))  # empty: no target; "not reached": never reached
+        run.steps_to_target = steps if math.isfinite(steps) else None
         runs.append(run)
     levels = {f: order_levels({r.factors[f] for r in runs}, []) for f in factors}
     target = block.get("target_acc")

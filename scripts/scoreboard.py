@@ -19,15 +19,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from ablate.config import CONF_DIR
+from ablate.report import judge_sweep
+from ablate.report.judge import Verdict
+from ablate.report.render import fmt_difference, fmt_needed, fmt_used, md_table, short_commit
+from ablate.run.record import Status
 
-from ablate.config import CONF_DIR  # noqa: E402
-from ablate.report.claims_section import _needed, _used, fmt_difference  # noqa: E402
-from ablate.report.cli import judge_sweep  # noqa: E402
-from ablate.report.cost import short_commit  # noqa: E402
-from ablate.report.tables import md_table  # noqa: E402
-from ablate.report.verdicts import Verdict  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 BEGIN, END = "<!-- scoreboard:begin -->", "<!-- scoreboard:end -->"
 SCOREBOARD = REPO / "docs" / "results" / "README.md"  # the one copy; README.md links it
@@ -50,8 +48,8 @@ def source(preset: str) -> str:
 
 def _why(v: Verdict) -> str:
     """What an undecided verdict lacks: the seeds it needs, or why nothing could be compared."""
-    if _needed(v) != "—":
-        return f" (~{_needed(v)} seeds needed)"
+    if fmt_needed(v) != "—":
+        return f" (~{fmt_needed(v)} seeds needed)"
     return f" ({v.reason.rstrip('.')})" if v.comparison is None and v.reason else ""
 
 
@@ -59,7 +57,7 @@ def rows(sweep_dir: Path, machine: str | None = None) -> list[list[str]]:
     """One row per claim of the sweep; `machine` names it where its runs do not record theirs."""
     sweep, _, verdicts = judge_sweep(sweep_dir)
     minutes = sum(r.wall_time_s for r in sweep.runs if math.isfinite(r.wall_time_s)) / 60
-    runs = [r for r in sweep.runs if r.status != "corrupt"]
+    runs = [r for r in sweep.runs if r.status != Status.CORRUPT]
     commits = Counter(short_commit(r.git_commit or "unknown", 7) for r in runs)
     commit = ", ".join(f"`{c}`" for c in commits) + (" (mixed)" if len(commits) > 1 else "")
     machines = Counter(r.machine for r in runs if r.machine)
@@ -73,7 +71,7 @@ def rows(sweep_dir: Path, machine: str | None = None) -> list[list[str]]:
             source(name),
             f"**{v.label}**" + _why(v),
             fmt_difference(v),
-            _used(v),
+            fmt_used(v),
             f"{minutes:.1f}",
             where,
             commit,

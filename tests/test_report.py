@@ -14,9 +14,9 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from ablate import report  # noqa: E402
-from ablate.report.plan import load_plan  # noqa: E402
-from ablate.report.plots import mean_curve  # noqa: E402
-from ablate.report.stats import mean_ci, sample, t975  # noqa: E402
+from ablate.report.judge.stats import mean_ci, sample, t975  # noqa: E402
+from ablate.report.load.plan import load_plan  # noqa: E402
+from ablate.report.render.figures import mean_curve  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TARGET = 0.97
@@ -282,7 +282,7 @@ def test_steps_to_target_is_first_step_reaching_target(sweep_dir: Path):
             expected = next(h["step"] for h in run.history if h["val/acc"] >= TARGET)
             assert run.steps_to_target == expected
     running = next(r for r in sweep.runs if r.status == "running")
-    assert math.isnan(running.steps_to_target)  # 0.9 plateau: not reached
+    assert running.steps_to_target is None  # 0.9 plateau: never reached
 
 
 def test_verdicts(sweep_dir: Path):
@@ -361,6 +361,33 @@ def test_report_dir_is_skipped_on_rerun(built: Path, sweep_dir: Path):
         assert len(report.load_sweep(sweep_dir).runs) == 15
     finally:
         (built / "summary.json").unlink()
+
+
+def test_a_study_gets_its_section_right_after_the_claims(tmp_path: Path, sweep_dir: Path):
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy, ignore=shutil.ignore_patterns("report"))
+    plain = (report.build_report(copy) / "summary.md").read_text()
+    assert "## Sequential study" not in plain
+    cells = [{"norm": n, "optim.lr": lr} for n in ("none", "batch") for lr in ("0.01", "0.1")]
+    study = {
+        "factors": {"norm": ["none", "batch"], "optim.lr": ["0.01", "0.1"]},
+        "looks": 2, "max_seeds": 4, "add": 1, "fractions": [3, 4], "stopped": "seed cap",
+        "rounds": [
+            {"look": 1, "seeds": [0, 1, 2], "cells": cells, "new_runs": 12, "decided": 0,
+             "undecided": 1, "verdicts": [{"text": CLAIMS[0]["text"], "verdict": "inconclusive"}]},
+            {"look": 2, "seeds": [0, 1, 2, 3], "cells": cells[:2], "new_runs": 2},
+        ],
+    }  # fmt: skip
+    (copy / "study.json").write_text(json.dumps(study))
+    md = (report.build_report(copy) / "summary.md").read_text()
+    assert md.index("## Claims") < md.index("## Sequential study") < md.index("## Status")
+    assert "| 1 of 2 | 3 (seeds 0–2) | 4 | 12 | 0 | 1 |" in md
+    assert "| 2 of 2 | 4 (seeds 0–3) | 2 | 2 | — | — |" in md
+    assert "Stopped: seed cap." in md and "Pocock spending at look 1 of 2" in md
+    # everything but the study's own lines reads as before (its plan: 14 runs, not multirun.yaml's)
+    assert md.split("## Sequential study")[0].split("## Claims")[0] == plain.split("## Claims")[0]
 
 
 def test_without_plan_or_swept(tmp_path: Path):
@@ -469,11 +496,11 @@ def test_accuracy_curves_plot_data_inside_0_1_and_two_factors_as_colour_and_styl
 ):
     """Check the plotted data, not the pixels: every line of the val/acc plot stays in [0, 1], the
     axes say so, and the first factor is the colour, the second the line style."""
-    from ablate.report import plots
-    from ablate.report.sweep import load_sweep
+    from ablate.report.load.sweep import load_sweep
+    from ablate.report.render import plots
 
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
     sweep = load_sweep(sweep_dir)
     for run in sweep.runs:  # seeds that end at 0.999 with a spread: a std band would pass 1.0
         for entry in run.history:
@@ -497,11 +524,11 @@ def test_curves_of_different_batch_sizes_are_drawn_against_images_seen(
     sweep_dir: Path, tmp_path: Path, monkeypatch
 ):
     """Batch 32 and batch 2 at equal epochs end at equal images, not at equal steps."""
-    from ablate.report import plots
-    from ablate.report.sweep import load_sweep
+    from ablate.report.load.sweep import load_sweep
+    from ablate.report.render import plots
 
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
     sweep = load_sweep(sweep_dir)
     sizes = {}
     for i, run in enumerate(sweep.runs):
@@ -525,8 +552,8 @@ def test_the_forest_plot_shows_the_verdicts_of_the_claims_table(
     # a study's report judges at its last look: the forest plot must not re-judge at a single look
     import shutil
 
-    from ablate.report import forest
-    from ablate.report.cli import judge_sweep
+    from ablate.report import judge_sweep
+    from ablate.report.render import forest
 
     copy = tmp_path / "sweep"
     shutil.copytree(sweep_dir, copy, ignore=shutil.ignore_patterns("report"))
@@ -544,8 +571,8 @@ def test_the_forest_plot_shows_the_verdicts_of_the_claims_table(
 def test_a_claim_with_nothing_to_compare_gets_a_forest_row_saying_why(sweep_dir, monkeypatch):
     import matplotlib.figure
 
-    from ablate.report import forest
-    from ablate.report.cli import judge_sweep
+    from ablate.report import judge_sweep
+    from ablate.report.render import forest
 
     verdicts = judge_sweep(sweep_dir)[2]
     never_run = [v for v in verdicts if v.comparison is None]
@@ -566,11 +593,11 @@ def test_a_claim_with_nothing_to_compare_gets_a_forest_row_saying_why(sweep_dir,
 def test_cost_plot_legend_shows_colour_per_first_factor_and_marker_per_second(
     sweep_dir: Path, tmp_path: Path, monkeypatch
 ):
-    from ablate.report import cost, plots
-    from ablate.report.sweep import load_sweep
+    from ablate.report.load.sweep import load_sweep
+    from ablate.report.render import cost
 
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    monkeypatch.setattr(cost, "save_figure", lambda fig, path: figures.append(fig))
     assert cost.plot_cost(load_sweep(sweep_dir), tmp_path / "cost.png")
     handles, labels = figures[0].axes[0].get_legend_handles_labels()
     shown = dict(zip(labels, handles, strict=True))
@@ -579,3 +606,19 @@ def test_cost_plot_legend_shows_colour_per_first_factor_and_marker_per_second(
     assert a.get_color() == b.get_color() != c.get_color()
     assert a.get_marker() == c.get_marker() != b.get_marker()
     assert all(h.get_linestyle() == "None" for h in handles)  # markers alone, no error bars
+
+
+def test_claims_judge_a_never_reached_target_as_the_step_budget():
+    from ablate.report.judge import reached_target, steps_or_budget
+    from ablate.report.load import Run
+
+    reached = Run("a", "completed", steps_to_target=300.0)
+    never = Run("b", "completed", steps_to_target=None)
+    diverged = Run("c", "diverged", steps_to_target=200.0)  # crossed the target, then diverged
+    assert [reached_target(r) for r in (reached, never, diverged)] == [300.0, None, None]
+    assert [steps_or_budget(r, 1000.0) for r in (reached, never, diverged)] == [300, 1000, 1000]
+    running = Run("d", "running", steps_to_target=100.0)  # not a result yet: left out
+    assert sample([reached, never, diverged, running], "steps_to_target", 1000.0) == [
+        300.0, 1000.0, 1000.0,
+    ]  # fmt: skip
+    assert sample([reached, never, diverged], "steps_to_target") == [300.0]  # without: reached only

@@ -18,8 +18,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from ablate.config import SWEPT_ENV, cli_swept_keys, sweep_name
-from ablate.report.cli import study_plan
-from ablate.report.verdicts import Comparison, Verdict
+from ablate.report.judge import Comparison, Verdict
+from ablate.report.load import study_plan
 from ablate.study import (
     Design,
     blocks,

@@ -13,14 +13,15 @@ from scipy import stats
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from ablate.report.claims import judge, judge_all  # noqa: E402
-from ablate.report.claims_section import fmt_difference, fmt_verdict, section_claims  # noqa: E402
-from ablate.report.forest import plot_forest  # noqa: E402
-from ablate.report.runs import Run, _text  # noqa: E402
-from ablate.report.sequential import boundaries, look_alpha, spent  # noqa: E402
-from ablate.report.stats import mean_ci  # noqa: E402
-from ablate.report.sweep import Sweep, order_levels  # noqa: E402
-from ablate.report.verdicts import holm, holm_levels, outcome, paired, paired_arrays  # noqa: E402
+from ablate.overrides import value_text  # noqa: E402
+from ablate.report.judge.claims import judge, judge_all  # noqa: E402
+from ablate.report.judge.sequential import boundaries, look_alpha, spent  # noqa: E402
+from ablate.report.judge.stats import mean_ci  # noqa: E402
+from ablate.report.judge.verdicts import holm, holm_levels, outcome, paired, paired_arrays  # noqa: E402
+from ablate.report.load.runs import Run  # noqa: E402
+from ablate.report.load.sweep import Sweep, order_levels  # noqa: E402
+from ablate.report.render.claims_section import fmt_difference, fmt_verdict, section_claims  # noqa: E402
+from ablate.report.render.forest import plot_forest  # noqa: E402
 
 ACC = {"text": "BN beats none", "metric": "test/acc", "factor": "norm", "better": "batch",
        "worse": "none"}  # fmt: skip
@@ -28,7 +29,9 @@ ACC = {"text": "BN beats none", "metric": "test/acc", "factor": "norm", "better"
 
 def run(seed: int, status: str = "completed", **values: float | str) -> Run:
     """A run: keyword `f_<key>` sets factor <key> (dots as `__`), the others are metrics."""
-    factors = {k[2:].replace("__", "."): _text(v) for k, v in values.items() if k.startswith("f_")}
+    factors = {
+        k[2:].replace("__", "."): value_text(v) for k, v in values.items() if k.startswith("f_")
+    }
     metrics = {k.replace("__", "/"): float(v) for k, v in values.items() if not k.startswith("f_")}
     name = ",".join(f"{k}={v}" for k, v in factors.items()) + f",seed={seed}"
     r = Run(name, status, seed=seed, overrides=dict(factors), metrics=metrics)

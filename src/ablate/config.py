@@ -13,6 +13,8 @@ from pathlib import Path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from ablate.overrides import bare, override_key
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 # An editable install runs from the checkout: <repo>/src/ablate. Otherwise fall back to the cwd.
 _CHECKOUT = PACKAGE_DIR.parents[1]
@@ -35,10 +37,6 @@ _NOT_IN_NAME = (
 COMMAND_ENV = "ABLATE_COMMAND"  # the command line's overrides, set by the CLI for launcher workers
 
 
-def _key(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0]
-
-
 SWEPT_ENV = "ABLATE_SWEPT"  # set by the CLI, so launcher workers (joblib, submitit) know it too
 
 
@@ -50,19 +48,19 @@ def cli_swept_keys(argv: list[str]) -> set[str]:
         )
     except Exception:  # noqa: BLE001 - not a Hydra command line: nothing swept
         return set()
-    return {_key(o.input_line) for o in parsed if o.is_sweep_override()}
+    return {override_key(o.input_line) for o in parsed if o.is_sweep_override()}
 
 
 def swept_keys(sweeper_params: dict | None = None) -> set[str]:
     """Keys a multirun varies: sweep syntax on the command line and hydra.sweeper.params."""
     env = os.environ.get(SWEPT_ENV)
     keys = set(filter(None, env.split(","))) if env is not None else cli_swept_keys(sys.argv[1:])
-    return keys | {_key(k) for k in (sweeper_params or {})}
+    return keys | {override_key(k) for k in (sweeper_params or {})}
 
 
 def run_name(overrides: list[str] | None, _root_: DictConfig | None = None) -> str:
     """A directory/TensorBoard name from the command-line overrides, sorted, seed last."""
-    return _join([o.lstrip("+~") for o in overrides or [] if _named(o)])
+    return _join([bare(o) for o in overrides or [] if _named(o)])
 
 
 def sweep_name(overrides: list[str] | None, _root_: DictConfig | None = None) -> str:
@@ -70,7 +68,7 @@ def sweep_name(overrides: list[str] | None, _root_: DictConfig | None = None) ->
     swept = swept_keys(
         OmegaConf.select(_root_, "hydra.sweeper.params", default=None) if _root_ else None
     )
-    items = [o.lstrip("+~") for o in overrides or [] if _key(o) in swept]
+    items = [bare(o) for o in overrides or [] if override_key(o) in swept]
     return _join(items) if items else run_name(overrides)
 
 
@@ -82,13 +80,13 @@ def command_overrides() -> list[str]:
 
 
 def _named(override: str) -> bool:
-    return not override.lstrip("+~").startswith(_NOT_IN_NAME)
+    return not bare(override).startswith(_NOT_IN_NAME)
 
 
 def sweep_dir_name(overrides: list[str] | None = None, _root_: DictConfig | None = None) -> str:
     """An ad-hoc sweep's folder: its command-line overrides, sweep syntax included (no clock), so the
     same command finds the same sweep (finished cells skipped, interrupted ones resumed)."""
-    items = [o.lstrip("+~") for o in command_overrides() if _named(o)]
+    items = [bare(o) for o in command_overrides() if _named(o)]
     return _join(items, sep="+") if items else "default"
 
 
@@ -96,11 +94,11 @@ def preset_dir(name: str, _root_: DictConfig | None = None) -> str:
     """A preset's sweep folder: `name`, or `name+<overrides>` when the command changes what the preset
     fixes. Overrides of the keys the preset sweeps (e.g. seed=3,4) pick cells of the same study."""
     params = OmegaConf.select(_root_, "hydra.sweeper.params", default=None) if _root_ else None
-    swept = {_key(k) for k in (params or {})}
+    swept = {override_key(k) for k in (params or {})}
     extra = [
-        o.lstrip("+~")
+        bare(o)
         for o in command_overrides()
-        if _named(o) and _key(o) not in swept and _key(o) != "experiment"
+        if _named(o) and override_key(o) not in swept and override_key(o) != "experiment"
     ]
     return f"{name}+{_join(extra)}" if extra else name
 

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ablate.config import CONF_DIR
+from ablate.overrides import override_key
 from ablate.run.identity import same_overrides_problems
 from ablate.schema import STRICT_GROUPS
 from ablate.schema.trainer import TRAINER_ARGS
@@ -155,12 +156,12 @@ def _unknown_key(key: str, overrides: list[str]) -> str:
     group = key.partition(".")[0]
     if group == "trainer" and parent == "trainer":
         if leaf in TRAINER_ARGS:  # a Trainer argument the trainer option does not set
-            given = next((o for o in overrides if o.partition("=")[0] == key), f"{key}=...")
+            given = next((o for o in overrides if override_key(o) == key), f"{key}=...")
             return f"{key} is not in the trainer config yet: add it with +{given}"
         close = difflib.get_close_matches(leaf, TRAINER_ARGS, n=1)
         hint = f" (did you mean trainer.{close[0]}?)" if close else ""
         return f"unknown key {key}: not a lightning.Trainer argument{hint}"
-    rest = [o for o in overrides if o.lstrip("+~").partition("=")[0] != key]
+    rest = [o for o in overrides if override_key(o) != key]
     try:
         base: DictConfig | None = compose(
             config_name="train", overrides=rest, return_hydra_config=True

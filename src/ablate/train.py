@@ -30,6 +30,7 @@ from ablate.run.identity import config_hash, previous_run, read_summary
 from ablate.run.lock import run_lock
 from ablate.run.loggers import build_loggers_and_callbacks
 from ablate.run.outcome import Outcome
+from ablate.run.record import Status
 from ablate.run.results import best_checkpoint, final_metrics, log_hparams
 from ablate.run.summary import RunSummary
 from ablate.run.threads import set_threads
@@ -53,8 +54,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         except ValueError as e:
             fail([str(e)])
         if previous and previous.finished:  # re-running a sweep redoes nothing finished
-            log.info("%s: already %s, skipped", run_dir, previous.summary["status"])
-            return previous.summary.get("metrics", {})
+            log.info("%s: already %s, skipped", run_dir, previous.summary.status)
+            return previous.summary.metrics
         return _fit_and_test(cfg, run_dir, cfg_hash, previous.resume_from if previous else None)
 
 
@@ -62,7 +63,7 @@ def _reject(cfg: DictConfig, run_dir: str, problems: list[str]) -> None:
     """A bad config: exit 2 before anything is written; in a sweep, fail only this cell."""
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     earlier = read_summary(run_dir)
-    if not in_sweep or (earlier is not None and earlier.get("status") != "failed"):
+    if not in_sweep or (earlier is not None and earlier.status != Status.FAILED):
         fail(problems)  # never write over an earlier run (a failed one is re-run in place anyway)
     # One bad cell of a sweep (e.g. norm.groups=3 where a width is 32): recorded in its
     # summary.json, and the sweep goes on; it exits 1 and names the failed cells.
@@ -109,8 +110,8 @@ def _fit_and_test(
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         diag_metrics, diag_series = collect_diagnostics(callbacks)
         metrics = final_metrics({**trainer.callback_metrics, **diag_metrics})
-        status = "diverged" if model.diverged_at_step is not None else "completed"
-        if status == "completed":  # a diverged run is not tested: its weights are not a model
+        status = Status.DIVERGED if model.diverged_at_step is not None else Status.COMPLETED
+        if status == Status.COMPLETED:  # a diverged run is not tested: its weights are not a model
             trainer.test(model, datamodule=datamodule, ckpt_path=best_checkpoint(trainer))
             metrics = final_metrics({**metrics, **trainer.callback_metrics})  # keeps diag_metrics
             log_hparams(trainer, cfg, metrics)

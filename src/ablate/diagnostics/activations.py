@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ablate.diagnostics.base import (
-    _MAX_QUANTILE_ELEMENTS,
+    MAX_QUANTILE_ELEMENTS,
     MEASURED_LAYERS,
     PERCENTILES,
     due,
@@ -23,7 +23,7 @@ from ablate.diagnostics.base import (
 def tensor_stats(x: torch.Tensor, percentiles: Sequence[float] = PERCENTILES) -> dict[str, float]:
     """Mean, std and the given percentiles of all elements of x."""
     flat = x.detach().float().flatten()
-    stride = max(1, math.ceil(flat.numel() / _MAX_QUANTILE_ELEMENTS))
+    stride = max(1, math.ceil(flat.numel() / MAX_QUANTILE_ELEMENTS))
     sample = flat[::stride]  # strided, not random: the measurement must not touch the RNG
     q = torch.quantile(sample, torch.tensor([p / 100 for p in percentiles], device=flat.device))
     stats = {"mean": flat.mean(), "std": flat.std(unbiased=False)}

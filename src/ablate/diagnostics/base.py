@@ -18,7 +18,7 @@ from torch import nn
 
 MEASURED_LAYERS = (nn.Conv2d, nn.Linear)
 PERCENTILES = (15, 50, 85)  # Ioffe & Szegedy 2015, Fig. 1: the {15, 50, 85}th percentiles
-_MAX_QUANTILE_ELEMENTS = 1 << 20  # torch.quantile's input limit is 2**24; a strided sample suffices
+MAX_QUANTILE_ELEMENTS = 1 << 20  # torch.quantile's input limit is 2**24; a strided sample suffices
 
 
 def due(step: int, every: int) -> bool:

@@ -15,11 +15,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ablate.overrides import override_key
 from ablate.run.lock import RUN_LOCK, secondary_rank
+from ablate.run.record import FINISHED, RunRecord, Status
 
 log = logging.getLogger(__name__)
 
-FINISHED = ("completed", "diverged")  # re-running these would only repeat the same result
 RESUME_MODES = ("auto", "fresh")
 # Keys that say how to start or watch a run, or where its files are, not what it computes.
 NOT_IDENTITY = (
@@ -74,34 +75,33 @@ def config_hash(cfg: DictConfig | dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def recorded_hash(summary: dict) -> str | None:
+def recorded_hash(summary: RunRecord) -> str | None:
     """The identity of the run a summary.json records, recomputed from its config (any ablate version)."""
-    config = summary.get("config")
-    return config_hash(config) if isinstance(config, dict) else summary.get("config_hash")
+    return config_hash(summary.config) if summary.config is not None else summary.config_hash
 
 
 @dataclass(frozen=True)
 class Previous:
     """A run found in the directory before this one started."""
 
-    summary: dict
+    summary: RunRecord
     resume_from: Path | None  # last.ckpt of an interrupted run
 
     @property
     def finished(self) -> bool:
-        return self.summary.get("status") in FINISHED
+        return self.summary.finished
 
 
-def read_summary(run_dir: str | Path) -> dict | None:
-    """The run directory's summary.json, or None if there is none (or it cannot be read)."""
+def read_summary(run_dir: str | Path) -> RunRecord | None:
+    """The run directory's summary.json; None if there is none, status `corrupt` if unreadable."""
     path = Path(run_dir) / "summary.json"
     try:
-        return json.loads(path.read_text())
+        return RunRecord.load(path)
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
         log.warning("%s is unreadable; treating the run as interrupted", path)
-        return {"status": "corrupt"}
+        return RunRecord(status=Status.CORRUPT)
 
 
 def previous_run(run_dir: str | Path, cfg_hash: str, resume: str = "auto") -> Previous | None:
@@ -118,8 +118,8 @@ def previous_run(run_dir: str | Path, cfg_hash: str, resume: str = "auto") -> Pr
     summary = read_summary(run_dir)
     if summary is None:
         return None
-    if recorded_hash(summary) not in (cfg_hash, None) and summary.get("status") != "corrupt":
-        if summary.get("status") == "failed":  # nothing of value to keep: re-run it in place
+    if recorded_hash(summary) not in (cfg_hash, None) and summary.status != Status.CORRUPT:
+        if summary.status == Status.FAILED:  # nothing of value to keep: re-run it in place
             log.warning("%s: re-running a failed run with a changed config from the start", run_dir)
             shutil.rmtree(Path(run_dir) / "checkpoints", ignore_errors=True)
             return Previous(summary, None)
@@ -128,7 +128,7 @@ def previous_run(run_dir: str | Path, cfg_hash: str, resume: str = "auto") -> Pr
             "hydra.sweep.dir, or move that run away"
         )
     last = Path(run_dir) / "checkpoints" / "last.ckpt"
-    if not last.exists() or summary.get("status") in FINISHED:
+    if not last.exists() or summary.status in FINISHED:
         return Previous(summary, None)
     if problem := checkpoint_problem(last):
         raise ValueError(
@@ -179,12 +179,12 @@ def move_aside(run_dir: str | Path) -> Path | None:
 def same_overrides_problems(run_dir: str | Path, overrides: list[str]) -> list[str]:
     """Refuse an explicit run dir holding a run launched with other overrides (checked before Hydra writes)."""
     summary = read_summary(run_dir)
-    if summary is None or summary.get("status") == "corrupt":
+    if summary is None or summary.status == Status.CORRUPT:
         return []
-    identity = lambda ovs: sorted(o for o in ovs if o.split("=")[0] not in NOT_IDENTITY)  # noqa: E731
-    if identity(summary.get("overrides", [])) == identity(overrides):
+    identity = lambda ovs: sorted(o for o in ovs if override_key(o) not in NOT_IDENTITY)  # noqa: E731
+    if identity(summary.overrides) == identity(overrides):
         return []
     return [
-        f"{run_dir} already holds a run with other overrides ({' '.join(summary.get('overrides', [])) or 'none'}): "
+        f"{run_dir} already holds a run with other overrides ({' '.join(summary.overrides) or 'none'}): "
         "pick a new hydra.run.dir, or move that run away"
     ]

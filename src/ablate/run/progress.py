@@ -10,7 +10,6 @@ this sweep. Time left = elapsed / runs done x runs left: with parallel workers, 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -21,9 +20,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.report.plan import load_plan, plan_from_specs
-from ablate.report.runs import find_summaries, parse_overrides
-from ablate.run.identity import FINISHED, secondary_rank
+from ablate.overrides import parse_overrides
+from ablate.report.load import find_summaries, load_plan, plan_from_specs
+from ablate.run.lock import secondary_rank
+from ablate.run.record import FINISHED, RunRecord, Status
 
 log = logging.getLogger(__name__)
 
@@ -94,18 +94,15 @@ def scan(
     root = Path(sweep_dir)
     for path in find_summaries(root) if root.is_dir() else []:
         try:
-            data = json.loads(path.read_text())
+            record = RunRecord.load(path)
             mtime = path.stat().st_mtime
         except (OSError, ValueError):
             continue
-        if not isinstance(data, dict):
+        if planned and _combo_key(parse_overrides(record.overrides), keys) not in planned:
             continue
-        if planned and _combo_key(parse_overrides(data.get("overrides")), keys) not in planned:
-            continue
-        status = data.get("status")
         if mtime < started:
-            skipped += status in FINISHED
-        elif status != "running":
+            skipped += record.finished
+        elif record.status != Status.RUNNING:
             done += 1
     return Progress(total, skipped, done, max(time.time() - started, 0.0))
 
@@ -116,7 +113,7 @@ def planned_combos(config: DictConfig) -> tuple[list[dict[str, str]] | None, int
     task = OmegaConf.select(config, "hydra.overrides.task", default=None)
     specs = [f"{k}={v}" for k, v in (OmegaConf.to_container(params) if params else {}).items()]
     specs += [str(s) for s in (OmegaConf.to_container(task) if task is not None else [])]
-    plan = plan_from_specs(specs)  # as ablate.report.plan.load_plan: command-line values win
+    plan = plan_from_specs(specs)  # as ablate.report.load.plan.load_plan: command-line values win
     if plan.unknown:  # a search (Optuna): its trial count, when the sweeper has one
         trials = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
         return None, int(trials) if isinstance(trials, int) else None
@@ -174,7 +171,7 @@ class SweepProgress(Callback):
 
 def _status(summary: Path) -> str | None:
     try:
-        data = json.loads(summary.read_text())
+        record = RunRecord.load(summary)
     except (OSError, ValueError):
         return None
-    return data.get("status") if isinstance(data, dict) else None
+    return record.status if "status" in record.model_fields_set else None

@@ -15,6 +15,8 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from ablate.overrides import bare
+from ablate.run.record import Status, steps_to_target
 from ablate.run.tracking import record_run
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ HPARAM_KEYS = (
 )
 # The HParams tab's metric columns; status is 1 for a completed run, 0 for a diverged one.
 HPARAM_METRICS = ("test/acc", "val/acc_best", "gap/train_test", "steps_to_target", "status")
-STATUS_VALUE = {"completed": 1.0, "diverged": 0.0}
+STATUS_VALUE = {Status.COMPLETED: 1.0, Status.DIVERGED: 0.0}
 # Keys that say where things are or how a run is watched: never a column.
 NOT_HPARAM = ("hydra", "callbacks", "logger", "log_dir", "resume", "threads", "diagnostics")
 NOT_HPARAM_LEAF = ("root", "cache_dir", "dir", "path", "num_workers", "download")
@@ -84,7 +86,7 @@ def _hparam_value(value: Any) -> bool | float | str | None:
 
 def _shown_key(key: str) -> bool:
     """Whether a config key may become a column (not a path, logger or callback setting)."""
-    parts = key.lstrip("+~").split(".")
+    parts = bare(key).split(".")
     return parts[0] not in NOT_HPARAM and parts[-1] not in NOT_HPARAM_LEAF
 
 
@@ -115,7 +117,7 @@ def select_hparams(
     for group in HPARAM_GROUPS:
         if (v := _hparam_value(choices.get(group))) is not None:
             out[group] = v
-    swept = {k.lstrip("+~") for k in swept}
+    swept = {bare(k) for k in swept}
     keys = sorted(swept) + ["seed", *(k for k in HPARAM_KEYS if _may_differ(k, swept))]
     for key in keys:
         if key in out or not _shown_key(key):
@@ -128,22 +130,13 @@ def select_hparams(
     return out
 
 
-def steps_to_target(history: list[dict[str, Any]], target: float | None) -> float | None:
-    """First validation step with val/acc >= target; None without a target or if never reached."""
-    if target is None:
-        return None
-    for entry in sorted(history, key=lambda h: h.get("step", 0)):
-        if float(entry.get("val/acc", math.nan)) >= target:
-            return float(entry["step"])
-    return None
-
-
 def hparam_metrics(
-    metrics: dict[str, float], status: str, history: list[dict[str, Any]], target: float | None
+    metrics: dict[str, float], status: Status, history: list[dict[str, Any]], target: float | None
 ) -> dict[str, float]:
     """The metric columns a run has (steps_to_target only when the target was reached)."""
     out = {k: float(metrics[k]) for k in HPARAM_METRICS if k in metrics}
-    if (steps := steps_to_target(history, target)) is not None:
+    steps = steps_to_target(history, target) if target is not None else None
+    if steps is not None:
         out["steps_to_target"] = steps
     if status in STATUS_VALUE:
         out["status"] = STATUS_VALUE[status]
@@ -153,7 +146,7 @@ def hparam_metrics(
 def hparams_summaries(
     hparams: dict[str, bool | float | str],
     metrics: list[str],
-    status: str,
+    status: Status,
     differs: set[str] | frozenset[str] = frozenset(),
 ) -> list[Any]:
     """The hparams plugin's experiment, session-start and session-end Summary protos.
@@ -176,7 +169,7 @@ def hparams_summaries(
         hparam_infos=infos,
         metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in metrics],
     )
-    ok = api_pb2.Status.Value("STATUS_SUCCESS" if status == "completed" else "STATUS_FAILURE")
+    ok = api_pb2.Status.Value("STATUS_SUCCESS" if status == Status.COMPLETED else "STATUS_FAILURE")
     end = pd.SessionEndInfo(status=ok, end_time_secs=time.time())
     contents = (
         (metadata.EXPERIMENT_TAG, pd.HParamsPluginData(experiment=experiment)),
@@ -213,7 +206,8 @@ def _hydra_context() -> tuple[dict[str, Any], set[str]]:
 def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
     """One HParams entry per run: the config choices it is compared on and its result metrics."""
     module = trainer.lightning_module
-    status = "diverged" if getattr(module, "diverged_at_step", None) is not None else "completed"
+    diverged = getattr(module, "diverged_at_step", None) is not None
+    status = Status.DIVERGED if diverged else Status.COMPLETED
     history = list(getattr(module, "history", []))
     target = OmegaConf.select(cfg, "report.target_acc", default=None)
     choices, swept = _hydra_context()
@@ -233,7 +227,7 @@ def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) 
             continue
         for name, value in shown.items():
             writer.add_scalar(name, value, trainer.global_step)
-        differs = {k.lstrip("+~") for k in swept}
+        differs = {bare(k) for k in swept}
         for summary in hparams_summaries(hparams, names, status, differs):
             file_writer.add_summary(summary, trainer.global_step)
         writer.flush()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import platform
 import subprocess
@@ -22,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from ablate.config import REPO_ROOT, swept_keys
 from ablate.run.atomic import write_bytes_atomic
 from ablate.run.identity import secondary_rank
+from ablate.run.record import Attempt, RunRecord, Status
 
 log = logging.getLogger(__name__)
 
@@ -117,25 +116,8 @@ def failure_hint(exc: BaseException) -> str | None:
     return None
 
 
-# What an earlier, unfinished attempt in the same run directory recorded: kept when a re-run starts.
-_ATTEMPT_KEYS = (
-    "status",
-    "started_at",
-    "wall_time_s",
-    "error",
-    "hint",
-    "traceback",
-    "interrupted_at_step",
-)
-
-
-def _number(v: Any) -> Any:
-    v = float(v.item() if hasattr(v, "item") else v)
-    return v if math.isfinite(v) else str(v)  # JSON has no NaN/inf
-
-
 class RunSummary:
-    """Writes `summary.json` into the run directory: `running` at start, then `completed` or `failed`."""
+    """Writes `summary.json` (a RunRecord) into the run directory: `running` at start, then the outcome."""
 
     def __init__(
         self,
@@ -150,24 +132,24 @@ class RunSummary:
         self.path = Path(run_dir) / "summary.json"
         self.start = time.perf_counter()
         earlier = self._earlier_attempts()
-        self.data: dict[str, Any] = {
-            "status": "running",
-            "seed": seed,
-            "overrides": list(overrides or []),
-            "swept": sorted(swept or []),
-            "choices": dict(choices or {}),
-            "config_hash": config_hash,
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "versions": package_versions(),
-            "git_commit": git_commit(),
-            "machine": machine(),
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        self.record = RunRecord(
+            status=Status.RUNNING,
+            seed=seed,
+            overrides=list(overrides or []),
+            swept=sorted(swept or []),
+            choices=dict(choices or {}),
+            config_hash=config_hash,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            versions=package_versions(),
+            git_commit=git_commit(),
+            machine=machine(),
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
         if earlier:
-            self.data["earlier_attempts"] = earlier
+            self.record.earlier_attempts = earlier
         self.write()
 
-    def _earlier_attempts(self) -> list[dict[str, Any]]:
+    def _earlier_attempts(self) -> list[Attempt]:
         """What the summary.json already in the run directory recorded, oldest attempt first.
 
         Only unfinished runs are re-run in their directory (failed, interrupted, or `running`: the
@@ -175,15 +157,15 @@ class RunSummary:
         A DDP rank > 0 finds rank 0's summary of this same attempt: it keeps only the earlier ones.
         """
         try:
-            old = json.loads(self.path.read_text())
+            old = RunRecord.load(self.path)
         except (OSError, ValueError):
             return []
-        if not isinstance(old, dict) or "status" not in old:
+        if "status" not in old.model_fields_set:
             return []
-        earlier = list(old.get("earlier_attempts", []))
+        earlier = list(old.earlier_attempts)
         if secondary_rank():
             return earlier
-        return [*earlier, {k: old[k] for k in _ATTEMPT_KEYS if k in old}]
+        return [*earlier, old.attempt()]
 
     @classmethod
     def for_hydra_job(cls, cfg: DictConfig, seed: int | None, cfg_hash: str) -> RunSummary:
@@ -198,39 +180,38 @@ class RunSummary:
 
     def write(self) -> None:
         """Atomically (re)write the file (temp file, fsync, rename)."""
-        write_bytes_atomic(self.path, json.dumps(self.data, indent=2, default=str).encode())
+        write_bytes_atomic(self.path, self.record.to_json().encode())
 
     def finish(
         self,
-        status: str,
+        status: Status,
         metrics: dict[str, Any] | None = None,
         history: list[dict[str, Any]] | None = None,
         **extra: Any,
     ) -> None:
         """Record the outcome, the wall time, final metrics and the learning curve."""
-        self.data.update(
-            status=status, wall_time_s=round(time.perf_counter() - self.start, 3), **extra
-        )
-        self.data["machine"] = machine()  # now with the GPUs' names if the run used them
+        record = self.record
+        record.status = status
+        record.wall_time_s = round(time.perf_counter() - self.start, 3)
+        for key, value in extra.items():  # keys the record does not name are kept as extras
+            setattr(record, key, value)
+        record.machine = machine()  # now with the GPUs' names if the run used them
         if metrics is not None:
-            self.data["metrics"] = {k: _number(v) for k, v in sorted(metrics.items())}
+            record.metrics = dict(sorted(metrics.items()))
         if history is not None:
-            self.data["history"] = [
-                {k: v if k in ("step", "epoch") else _number(v) for k, v in h.items()}
-                for h in history
-            ]
+            record.history = history
         self.write()
 
     def interrupted(self, step: int, epoch: int) -> None:
         """Record a run stopped by a signal after saving checkpoints/last.ckpt (re-run to resume)."""
-        self.finish("interrupted", interrupted_at_step=step, steps=step, epochs=epoch)
+        self.finish(Status.INTERRUPTED, interrupted_at_step=step, steps=step, epochs=epoch)
 
     def failed(self, exc: BaseException) -> None:
         """Record a failure with its error, traceback and, for known resource errors, a hint."""
         hint = failure_hint(exc)
         extra = {"hint": hint} if hint else {}
         self.finish(
-            "failed",
+            Status.FAILED,
             error=f"{type(exc).__name__}: {exc}",
             traceback="".join(traceback.format_exception(exc))[-4000:],
             **extra,

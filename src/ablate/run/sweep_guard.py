@@ -11,6 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ablate.run.identity import EXIT_IN_USE, EXIT_SWEEP_FAILED, read_summary, secondary_rank
+from ablate.run.record import UNKNOWN, RunRecord, Status
 
 SWEEP_LOCK = ".sweep.lock"
 
@@ -46,7 +47,7 @@ class SweepGuard(Callback):
         self.lock.release()
         # This sweep's runs: those whose .hydra/ Hydra (re)wrote, whichever launcher ran them.
         runs = sorted(d for d, t in _job_stamps(self.sweep_dir).items() if self.before.get(d) != t)
-        failed = [d for d in runs if (read_summary(d) or {}).get("status") in (None, "failed")]
+        failed = [d for d in runs if _failed(read_summary(d))]
         if failed:
             names = ", ".join(str(d.relative_to(self.sweep_dir)) for d in failed)
             print(
@@ -55,6 +56,11 @@ class SweepGuard(Callback):
                 file=sys.stderr,
             )
             raise SystemExit(EXIT_SWEEP_FAILED)
+
+
+def _failed(summary: RunRecord | None) -> bool:
+    """No summary.json (the run died before it wrote one), none with a status, or a failed run."""
+    return summary is None or summary.status in (Status.FAILED, UNKNOWN)
 
 
 def _job_stamps(sweep_dir: Path) -> dict[Path, int]:

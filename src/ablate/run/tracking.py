@@ -22,6 +22,8 @@ from filelock import FileLock
 from lightning.pytorch.loggers import Logger, MLFlowLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from ablate.run.record import Status
+
 log = logging.getLogger(__name__)
 
 # In a logger entry: the pyproject extra (and the module) it needs; not a constructor argument.
@@ -153,4 +155,4 @@ def record_run(
     """The HParams entry's columns as parameters and its metrics, for MLflow and W&B; else nothing."""
     for kind, record in RECORDERS.items():
         if isinstance(lg, kind):
-            record(lg, params, metrics, step, status == "completed")
+            record(lg, params, metrics, step, status == Status.COMPLETED)

@@ -35,19 +35,17 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ablate.report.claims import judge_all
-from ablate.report.cli import STUDY_FILE, build_report
-from ablate.report.runs import Run, _text, find_summaries, load_run
-from ablate.report.sweep import ReportError, load_sweep
-from ablate.report.verdicts import Verdict
+from ablate.overrides import canonical, override_value, value_text
+from ablate.report import build_report
+from ablate.report.judge import Verdict, judge_all
+from ablate.report.load import STUDY_FILE, ReportError, Run, find_summaries, load_run, load_sweep
 from ablate.run.atomic import write_bytes_atomic
-from ablate.run.identity import FINISHED
+from ablate.run.record import FINISHED
 from ablate.run.sweep_guard import SWEEP_LOCK
 from ablate.study.design import (
     Cell,
     Design,
     StudyError,
-    _canon,
     blocks,
     read_design,
     round_commands,
@@ -110,7 +108,7 @@ class Study:
         self.fractions = [len(self.seeds(k)) for k in range(1, self.looks + 1)]
         self.planned: dict[Cell, list[int]] = {}  # cell -> its seeds planned so far
         self.record: dict[str, Any] = {
-            "experiment": design.experiment.split("=", 1)[1], "command": list(command),
+            "experiment": override_value(design.experiment), "command": list(command),
             "factors": design.factors, "initial_seeds": design.seeds, "add": add,
             "max_seeds": max_seeds, "max_hours": max_hours, "looks": self.looks,
             "spending": SPENDING, "fractions": self.fractions, "rounds": [], "stopped": None,
@@ -121,16 +119,18 @@ class Study:
         return seeds_at(self.design.seeds, look, self.add, self.max_seeds) if look else []
 
     def _key(self, run: Run) -> tuple[Cell, str]:
-        return tuple(_canon(_text(run.lookup(k))) for k in self.design.factors), _text(run.seed)
+        return tuple(canonical(value_text(run.lookup(k))) for k in self.design.factors), value_text(
+            run.seed
+        )
 
     def _planned_keys(self) -> set[tuple[Cell, str]]:
-        return {(tuple(map(_canon, c)), str(s)) for c, ss in self.planned.items() for s in ss}
+        return {(tuple(map(canonical, c)), str(s)) for c, ss in self.planned.items() for s in ss}
 
     def _missing(self) -> dict[Cell, list[int]]:
         root = self.design.sweep_dir
         found = [load_run(p, root) for p in find_summaries(root)] if root.is_dir() else []
         done = {self._key(r) for r in found if r.status in FINISHED and ".old-" not in r.name}
-        missing = {c: [s for s in ss if (tuple(map(_canon, c)), str(s)) not in done]
+        missing = {c: [s for s in ss if (tuple(map(canonical, c)), str(s)) not in done]
                    for c, ss in self.planned.items()}  # fmt: skip
         return {c: ss for c, ss in missing.items() if ss}
 

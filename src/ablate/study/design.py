@@ -13,7 +13,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from ablate.config import CONF_DIR
-from ablate.report.runs import _is_number
+from ablate.overrides import bare, override_key, override_value
 
 Cell = tuple[str, ...]
 
@@ -57,10 +57,6 @@ def blocks(cells: Sequence[Cell]) -> list[list[list[str]]]:
     return grids
 
 
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def _arg(key: str, values: Sequence[Any], params: set[str]) -> str:
     """`key=a,b`; one value: `key=a` for a sweeper param, else `key=choice(a)` (still swept)."""
     if len(values) == 1 and key not in params:
@@ -74,7 +70,7 @@ def round_commands(design: Design, missing: dict[Cell, list[int]]) -> list[list[
     for cell, seeds in missing.items():
         by_seeds.setdefault(tuple(seeds), []).append(cell)
     own = {*design.factors, "seed"}
-    keep = [e for e in design.extras if _key(e) not in own]
+    keep = [e for e in design.extras if override_key(e) not in own]
     commands = []
     for seeds, cells in by_seeds.items():
         for grid in blocks(cells):
@@ -83,10 +79,6 @@ def round_commands(design: Design, missing: dict[Cell, list[int]]) -> list[list[
                 ["-m", design.experiment, *keep, *args, _arg("seed", seeds, design.params)]
             )
     return commands
-
-
-def _canon(text: str) -> str:
-    return repr(float(text)) if _is_number(text) else text
 
 
 def _levels(key: str, spec: Any) -> list[str]:
@@ -111,7 +103,7 @@ def read_design(experiment: str, extras: list[str]) -> Design:
     for ov, text in zip(parsed, extras, strict=True):
         key = ov.key_or_group
         if ov.is_sweep_override():
-            swept[key] = _levels(key, text.split("=", 1)[1])
+            swept[key] = _levels(key, override_value(text))
             composed.append(f"{ov.get_key_element()}={swept[key][0]}")
         else:
             composed.append(text)
@@ -127,7 +119,7 @@ def read_design(experiment: str, extras: list[str]) -> Design:
     if "${now:" in str(OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("dir")):
         raise StudyError("the preset has no fixed hydra.sweep.dir: rounds must share one folder")
     params = OmegaConf.to_container(cfg.hydra.sweeper.params or {}, resolve=True)
-    levels = {k.lstrip("+~"): _levels(k, v) for k, v in params.items()}
+    levels = {bare(k): _levels(k, v) for k, v in params.items()}
     # The command line wins over sweeper params (BasicSweeper): a fixed value leaves one level.
     levels.update({k: v for k, v in fixed.items() if k in levels})
     levels.update(swept)

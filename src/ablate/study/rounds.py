@@ -7,8 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ablate.report.claims import _same, interaction
-from ablate.report.verdicts import Verdict
+from ablate.report.judge import Verdict, interaction, same_value
 from ablate.study.design import Cell
 
 ADD, MAX_SEEDS, SPENDING = 2, 10, "pocock"
@@ -37,7 +36,7 @@ def claim_cells(claim: dict[str, Any], factors: dict[str, list[str]]) -> list[Ce
     wanted[claim["factor"]] = [claim["better"], claim["worse"]]
     if by is not None:
         wanted[by[0]] = [by[1], by[2]]
-    keep = lambda k, v: k not in wanted or _same(v, wanted[k])  # noqa: E731
+    keep = lambda k, v: k not in wanted or same_value(v, wanted[k])  # noqa: E731
     return list(itertools.product(*([v for v in vs if keep(k, v)] for k, vs in factors.items())))
 
 

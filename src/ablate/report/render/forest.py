@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ablate.report.claims import Verdict, judge_all
-from ablate.report.sweep import Sweep
+from ablate.report.judge.claims import judge_all
+from ablate.report.judge.verdicts import Verdict
+from ablate.report.load.sweep import Sweep
 
 FOREST = "forest.png"
 COLORS = {

@@ -3,46 +3,21 @@
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ablate.report.claims import Verdict
-from ablate.report.cost import COST, plot_cost
-from ablate.report.forest import FOREST, write_forest
-from ablate.report.runs import TARGET_METRIC
-from ablate.report.stats import mean_ci, sample
-from ablate.report.sweep import Sweep
-from ablate.report.tables import _label
+from ablate.report.judge.stats import mean_ci, sample
+from ablate.report.judge.verdicts import Verdict
+from ablate.report.load.sweep import Sweep
+from ablate.report.render.cost import COST, plot_cost
+from ablate.report.render.figures import mean_curve, pyplot, save_figure
+from ablate.report.render.forest import FOREST, write_forest
+from ablate.report.render.tables import cell_label
+from ablate.run.record import TARGET_METRIC
 
 CURVES = (("val/acc", "curves_val_acc.png"), ("train/loss", "curves_train_loss.png"))
-
-
-def mean_curve(series: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
-    """(grid, mean, std) over runs whose steps differ: each is interpolated onto the union grid
-    inside its own step range; std is the sample std (0 where one run covers the step)."""
-    grid = np.unique(np.concatenate([s for s, _ in series]))
-    stack = np.full((len(series), grid.size), np.nan)
-    for i, (steps, values) in enumerate(series):
-        inside = (grid >= steps[0]) & (grid <= steps[-1])
-        stack[i, inside] = np.interp(grid[inside], steps, values)
-    count = np.sum(~np.isnan(stack), axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(stack, axis=0)
-        var = np.nansum((stack - mean) ** 2, axis=0) / np.maximum(count - 1, 1)
-    return grid, mean, np.where(count > 1, np.sqrt(var), 0.0)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 UNITS = {"acc": "fraction correct", "loss": "cross-entropy, nats"}
@@ -100,7 +75,7 @@ def plot_curves(sweep: Sweep, key: str, path: Path) -> bool:
             lines.append((cell, series))
     if not lines:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     colours, styles, legend = _styles(sweep)
     cmap = plt.get_cmap("tab10" if len(colours) <= 10 else "tab20")
@@ -110,7 +85,7 @@ def plot_curves(sweep: Sweep, key: str, path: Path) -> bool:
         for steps, values in series:
             ax.plot(steps, values, color=colour, ls=style, lw=0.7, alpha=0.35)
         grid, mean, _ = mean_curve(series)
-        label = f"{_label(sweep.factors, cell)} (n={len(series)})"
+        label = f"{cell_label(sweep.factors, cell)} (n={len(series)})"
         ax.plot(grid, mean, color=colour, ls=style, lw=2.2, label=label)
     if key == TARGET_METRIC and sweep.target is not None:
         ax.axhline(sweep.target, color="gray", ls="--", lw=1, label=f"target {sweep.target}")
@@ -131,7 +106,7 @@ def plot_curves(sweep: Sweep, key: str, path: Path) -> bool:
         top.set_xlabel(f"training images seen (thousands; batch {batch})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="best")
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -144,7 +119,7 @@ def plot_bars(sweep: Sweep, factor: str, path: Path) -> bool:
     stats = [(v, s) for v, s in stats if s.n]
     if not stats:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5.5, 1.2 * len(stats) + 2), 4.5))
     means = np.array([s.mean for _, s in stats])
     halves = np.nan_to_num(np.array([s.half for _, s in stats]))
@@ -164,7 +139,7 @@ def plot_bars(sweep: Sweep, factor: str, path: Path) -> bool:
         title=f"test/acc by {factor}\n(mean and 95% CI over completed runs)",
     )
     ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -192,10 +167,10 @@ def plot_landscape(sweep: Sweep, path: Path) -> bool:
     for cell, runs in sweep.cells().items():
         probed = [r for r in runs if r.completed and _landscape_series(r, "loss_min")[0].size]
         if probed:
-            cells.append((f"{_label(sweep.factors, cell)} (n={len(probed)})", probed))
+            cells.append((f"{cell_label(sweep.factors, cell)} (n={len(probed)})", probed))
     if not cells:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(
         len(LANDSCAPE_ROWS), len(cells), figsize=(4.5 * len(cells) + 1, 9),
         sharex="col", sharey="row", squeeze=False,
@@ -219,17 +194,8 @@ def plot_landscape(sweep: Sweep, path: Path) -> bool:
             if row == len(LANDSCAPE_ROWS) - 1:
                 ax.set_xlabel("training step")
     fig.suptitle("Loss landscape probes (Santurkar et al. 2018, Fig. 4): means over seeds")
-    _save(fig, path)
+    save_figure(fig, path)
     return True
-
-
-def _save(fig: Any, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    fig.clf()
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
 
 
 def _slug(name: str) -> str:

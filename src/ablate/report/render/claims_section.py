@@ -6,13 +6,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ablate.report.claims import Verdict, higher_is_better, interaction
-from ablate.report.forest import FOREST
-from ablate.report.runs import STEPS, _text
-from ablate.report.stats import Stat
-from ablate.report.sweep import Sweep
-from ablate.report.tables import _csv_value, _digits, fmt_stat, md_table
-from ablate.report.verdicts import ALPHA
+from ablate.overrides import value_text
+from ablate.report.judge.claims import higher_is_better, interaction
+from ablate.report.judge.stats import Stat
+from ablate.report.judge.verdicts import ALPHA, Verdict
+from ablate.report.load.runs import STEPS
+from ablate.report.load.sweep import Sweep
+from ablate.report.render.forest import FOREST
+from ablate.report.render.tables import csv_value, fmt_stat, md_table, metric_digits
 
 
 def _num(value: float, digits: int) -> str:
@@ -24,7 +25,7 @@ def fmt_difference(v: Verdict) -> str:
     c = v.comparison
     if c is None:
         return "—"
-    d = _digits(v.claim["metric"])
+    d = metric_digits(v.claim["metric"])
     text = f"{_num(c.mean, d)} [{_num(v.lo, d)}, {_num(v.hi, d)}]"
     if v.verdict == "no effect":  # the TOST interval, which lies inside ±margin
         text += f" (TOST {100 * (1 - 2 * v.level):.3g}%)"
@@ -33,14 +34,14 @@ def fmt_difference(v: Verdict) -> str:
     return text
 
 
-def _used(v: Verdict) -> str:
+def fmt_used(v: Verdict) -> str:
     c = v.comparison
     if c is None:
         return "—"
     return str(c.n) if c.pairing == "paired" else "+".join(map(str, c.sizes))
 
 
-def _needed(v: Verdict) -> str:
+def fmt_needed(v: Verdict) -> str:
     if math.isnan(v.needed):
         return "—"
     return ">1000" if math.isinf(v.needed) else str(int(v.needed))
@@ -55,7 +56,9 @@ def claims_table(verdicts: Sequence[Verdict]) -> str:
         wins = f"{c.wins}/{c.n}" if c is not None and c.wins is not None else "—"
         p = f"{v.p_adj:.3g}" if math.isfinite(v.p_adj) else "—"
         text = v.claim.get("text") or "(claim without text)"
-        rows.append([text, fmt_difference(v), wins, p, f"**{v.label}**", _used(v), _needed(v)])
+        rows.append(
+            [text, fmt_difference(v), wins, p, f"**{v.label}**", fmt_used(v), fmt_needed(v)]
+        )
     return md_table(header, rows)
 
 
@@ -65,15 +68,15 @@ def fmt_verdict(v: Verdict) -> str:
     text = c.get("text") or "(claim without text)"
     if "factor" not in c or "metric" not in c or v.comparison is None:
         return f"- **{v.label}**: “{text}” — {v.reason}."
-    d = _digits(c["metric"])
+    d = metric_digits(c["metric"])
     where = c.get("where") or {}
-    scope = f" where {', '.join(f'{k}={_text(x)}' for k, x in where.items())}" if where else ""
+    scope = f" where {', '.join(f'{k}={value_text(x)}' for k, x in where.items())}" if where else ""
     by = interaction(c)
     if isinstance(by, tuple):
-        scope += f", change from {by[0]}={_text(by[1])} to {_text(by[2])}"
+        scope += f", change from {by[0]}={value_text(by[1])} to {value_text(by[2])}"
 
     def side(value: Any, stat: Stat) -> str:
-        return f"{c['factor']}={_text(value)}: {fmt_stat(stat, d)} (n={stat.n})"
+        return f"{c['factor']}={value_text(value)}: {fmt_stat(stat, d)} (n={stat.n})"
 
     cmp = v.comparison
     effect = "d_z" if cmp.pairing == "paired" else "Hedges' g"
@@ -126,7 +129,7 @@ def section_claims(sweep: Sweep, verdicts: list[Verdict], plots: Sequence[str] =
     if steps:
         rule += (
             " For steps_to_target, runs that never reached the target — diverged runs included — "
-            f"count as {_csv_value(sweep.budget) or 'the step budget'} steps, the worst outcome."
+            f"count as {csv_value(sweep.budget) or 'the step budget'} steps, the worst outcome."
         )
     if any(v.claim.get("metric") == "val/acc_best" for v in verdicts):
         rule += " For val/acc_best, diverged runs count with the best they reached."

@@ -43,11 +43,10 @@ from typing import Any
 
 import numpy as np
 
-from ablate.report.runs import STEPS, Run, _is_number, _text
-from ablate.report.sequential import describe, look_alpha
-from ablate.report.stats import Stat, mean_ci, sample
-from ablate.report.sweep import Sweep
-from ablate.report.verdicts import (
+from ablate.overrides import is_number, value_text
+from ablate.report.judge.sequential import describe, look_alpha
+from ablate.report.judge.stats import Stat, mean_ci, sample
+from ablate.report.judge.verdicts import (
     ALPHA,
     Comparison,
     Verdict,
@@ -59,6 +58,8 @@ from ablate.report.verdicts import (
     seeds_needed,
     welch,
 )
+from ablate.report.load.runs import STEPS, Run
+from ablate.report.load.sweep import Sweep
 
 PICK_METRIC = "val/acc_best"  # nuisance values are chosen on validation, never on test
 
@@ -69,22 +70,22 @@ def higher_is_better(claim: dict[str, Any]) -> bool:
     return bool(claim.get("higher_is_better", metric != STEPS and "loss" not in metric))
 
 
-def _same(actual: Any, wanted: Any) -> bool:
+def same_value(actual: Any, wanted: Any) -> bool:
     """Whether a run's value equals a claim's value (numerically when both are numbers)."""
     if isinstance(wanted, list | tuple):
-        return any(_same(actual, w) for w in wanted)
-    a, w = _text(actual), _text(wanted)
-    if _is_number(a) and _is_number(w):
+        return any(same_value(actual, w) for w in wanted)
+    a, w = value_text(actual), value_text(wanted)
+    if is_number(a) and is_number(w):
         return math.isclose(float(a), float(w), rel_tol=1e-9, abs_tol=0.0)
     return a == w
 
 
 def _side(runs: list[Run], conditions: dict[str, Any]) -> list[Run]:
-    return [r for r in runs if all(_same(r.lookup(k), v) for k, v in conditions.items())]
+    return [r for r in runs if all(same_value(r.lookup(k), v) for k, v in conditions.items())]
 
 
 def _value_of(run: Run, key: str) -> str:
-    return run.factors.get(key, _text(run.lookup(key)))
+    return run.factors.get(key, value_text(run.lookup(key)))
 
 
 def _pick(runs: list[Run], keys: list[str]) -> tuple[list[Run], str]:
@@ -106,7 +107,7 @@ def _keyed(runs: list[Run], metric: str, budget: float | None, others: list[str]
     for i, run in enumerate(runs):
         found = sample([run], metric, budget)
         if found:
-            seed = _text(run.seed) if run.seed is not None else f"(no seed {i})"
+            seed = value_text(run.seed) if run.seed is not None else f"(no seed {i})"
             values.setdefault((seed, *(run.factors.get(f) for f in others)), []).extend(found)
     return {k: float(np.mean(v)) for k, v in values.items()}
 
@@ -134,10 +135,10 @@ def _cells(claim: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], lis
         return by
     if by is None:
         sides = (claim["better"], claim["worse"])
-        return [(f"{factor}={_text(v)}", {**where, factor: v}) for v in sides], [1.0, -1.0]
+        return [(f"{factor}={value_text(v)}", {**where, factor: v}) for v in sides], [1.0, -1.0]
     key, start, end = by
     cells = [
-        (f"{factor}={_text(v)}, {key}={_text(lv)}", {**where, factor: v, key: lv})
+        (f"{factor}={value_text(v)}, {key}={value_text(lv)}", {**where, factor: v, key: lv})
         for lv in (start, end)
         for v in (claim["better"], claim["worse"])
     ]

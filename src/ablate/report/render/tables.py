@@ -6,9 +6,10 @@ import csv
 import math
 from pathlib import Path
 
-from ablate.report.runs import STEPS, Run, _text
-from ablate.report.stats import Stat, mean_ci, sample
-from ablate.report.sweep import Sweep
+from ablate.overrides import value_text
+from ablate.report.judge.stats import Stat, mean_ci, reached_target, sample
+from ablate.report.load.runs import STEPS, Run
+from ablate.report.load.sweep import Sweep
 
 CSV_METRICS = (
     "test/acc",
@@ -28,7 +29,8 @@ STAT_METRICS = ("test/acc", "val/acc_best", "gap/train_test", STEPS)
 # Formatting
 
 
-def _digits(metric: str) -> int:
+def metric_digits(metric: str) -> int:
+    """Decimals a metric is shown with: none for steps, 4 for the rest."""
     return 0 if metric == STEPS else 4
 
 
@@ -59,7 +61,7 @@ def fmt_metric(runs: list[Run], metric: str) -> str:
     """A table entry for a metric over a group of runs."""
     if metric == STEPS:
         return fmt_steps(runs)
-    return fmt_stat(mean_ci(sample(runs, metric)), _digits(metric))
+    return fmt_stat(mean_ci(sample(runs, metric)), metric_digits(metric))
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -71,15 +73,18 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["---"] * len(header)), *map(line, rows)])
 
 
-def _label(factors: list[str], cell: tuple[str, ...]) -> str:
+def cell_label(factors: list[str], cell: tuple[str, ...]) -> str:
+    """`norm=batch, optim.lr=0.1` (or "all runs" without factors)."""
     return ", ".join(f"{f}={v}" for f, v in zip(factors, cell, strict=True)) or "all runs"
 
 
-def _metrics_shown(sweep: Sweep) -> list[str]:
+def metrics_shown(sweep: Sweep) -> list[str]:
+    """The metrics of the tables: steps_to_target only where the sweep has a target."""
     return [m for m in STAT_METRICS if m != STEPS or sweep.target is not None]
 
 
-def _first_line(text: str | None) -> str:
+def first_line(text: str | None) -> str:
+    """An error's first line, at most 300 characters."""
     return (text or "no error recorded").splitlines()[0][:300]
 
 
@@ -87,32 +92,35 @@ def _first_line(text: str | None) -> str:
 # results.csv
 
 
-def _csv_value(value: float) -> str:
+def csv_value(value: float) -> str:
+    """A number as results.csv writes it: integers without a point, nan as empty."""
     if not math.isfinite(value):
         return "" if math.isnan(value) else str(value)
     return str(int(value)) if value == int(value) and abs(value) < 1e15 else repr(value)
 
 
-def _csv_metric(run: Run, metric: str) -> str:
+def _csv_metric(run: Run, metric: str, target: float | None) -> str:
     if metric == STEPS:
-        v = run.steps_to_target
-        return "" if v is None else "not reached" if math.isnan(v) else _csv_value(v)
+        if target is None:
+            return ""
+        steps = reached_target(run)
+        return "not reached" if steps is None else csv_value(steps)
     if metric not in run.metrics:
         return ""
-    return "nan" if math.isnan(run.metrics[metric]) else _csv_value(run.metrics[metric])
+    return "nan" if math.isnan(run.metrics[metric]) else csv_value(run.metrics[metric])
 
 
-def csv_row(run: Run, factors: list[str]) -> list[str]:
+def csv_row(run: Run, sweep: Sweep) -> list[str]:
     """One results.csv row."""
     extra = [run.steps, run.epochs, run.wall_time_s, run.diverged_at_step]
     return [
         run.name,
         run.status,
-        "" if run.seed is None else _text(run.seed),
-        *(run.factors[f] for f in factors),
-        *(_csv_metric(run, m) for m in CSV_METRICS),
-        *map(_csv_value, extra),
-        _first_line(run.error) if run.error else "",
+        "" if run.seed is None else value_text(run.seed),
+        *(run.factors[f] for f in sweep.factors),
+        *(_csv_metric(run, m, sweep.target) for m in CSV_METRICS),
+        *map(csv_value, extra),
+        first_line(run.error) if run.error else "",
     ]
 
 
@@ -134,4 +142,4 @@ def write_csv(path: Path, sweep: Sweep) -> None:
         writer = csv.writer(f)
         writer.writerow(header)
         for cell_runs in sweep.cells().values():
-            writer.writerows(csv_row(r, sweep.factors) for r in cell_runs)
+            writer.writerows(csv_row(r, sweep) for r in cell_runs)

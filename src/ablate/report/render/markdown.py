@@ -1,28 +1,36 @@
-"""summary.md: what was run, claims (claims_section.py), status, per-cell, marginal and pivot tables, plots."""
+"""summary.md: what was run, claims (claims_section.py), a study's rounds (study_section.py), status,
+per-cell, cost, marginal and pivot tables, plots."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any
 
-from ablate.report.claims import Verdict
-from ablate.report.claims_section import fmt_verdict as fmt_verdict  # re-exported
-from ablate.report.claims_section import section_claims
-from ablate.report.cost import section_cost, section_provenance
-from ablate.report.forest import FOREST
-from ablate.report.runs import STEPS, TARGET_METRIC, Run, _is_number, _text
-from ablate.report.stats import mean_ci, sample
-from ablate.report.sweep import Sweep, _unique
-from ablate.report.tables import (
-    _csv_value,
-    _first_line,
-    _metrics_shown,
+from ablate.overrides import is_number, value_text
+from ablate.report.judge.stats import mean_ci, sample
+from ablate.report.judge.verdicts import Verdict
+from ablate.report.load.runs import STEPS, Run
+from ablate.report.load.sweep import Sweep, unique
+from ablate.report.render.claims_section import section_claims
+from ablate.report.render.cost import section_cost, section_provenance
+from ablate.report.render.forest import FOREST
+from ablate.report.render.study_section import section_study
+from ablate.report.render.tables import (
+    csv_value,
+    first_line,
     fmt_metric,
     fmt_steps,
     md_table,
+    metrics_shown,
 )
+from ablate.run.record import TARGET_METRIC, Status
 
-STATUS_ORDER = ("completed", "diverged", "failed", "running", "corrupt")
+# The first four are always counted; interrupted (and any other) only when there are such runs.
+STATUS_ORDER = (
+    Status.COMPLETED, Status.DIVERGED, Status.FAILED, Status.RUNNING, Status.CORRUPT,
+    Status.INTERRUPTED,
+)  # fmt: skip
 MAX_LISTED = 40
 
 
@@ -32,12 +40,12 @@ def _distinct(runs: list[Run], *keys: str) -> list[str]:
     for run in runs:
         found = next((run.lookup(k) for k in keys if run.lookup(k) is not None), None)
         if found is not None and not isinstance(found, dict | list):
-            values.append(_text(found))
-    return _unique(values)
+            values.append(value_text(found))
+    return unique(values)
 
 
 def _fixed_overrides(sweep: Sweep) -> list[str]:
-    readable = [r for r in sweep.runs if r.status != "corrupt"]
+    readable = [r for r in sweep.runs if r.status != Status.CORRUPT]
     if not readable:
         return []
     common = set(readable[0].overrides.items())
@@ -50,7 +58,7 @@ def _fixed_overrides(sweep: Sweep) -> list[str]:
 def section_what(sweep: Sweep) -> str:
     """The "What was run" paragraph."""
     runs = sweep.runs
-    seeds = sorted({_text(r.seed) for r in runs if r.seed is not None}, key=_seed_key)
+    seeds = sorted({value_text(r.seed) for r in runs if r.seed is not None}, key=_seed_key)
     cells = len(sweep.cells())
     expected = ""
     if sweep.plan is not None and not sweep.plan.unknown:
@@ -92,7 +100,7 @@ def _paren(values: list[str], prefix: str = "") -> str:
 
 
 def _seed_key(seed: str) -> tuple[int, float, str]:
-    return (0, float(seed), "") if _is_number(seed) else (1, 0.0, seed)
+    return (0, float(seed), "") if is_number(seed) else (1, 0.0, seed)
 
 
 def missing_combos(sweep: Sweep) -> list[dict[str, str]]:
@@ -100,7 +108,7 @@ def missing_combos(sweep: Sweep) -> list[dict[str, str]]:
     if sweep.plan is None:
         return []
     keys = list(sweep.plan.values)
-    found = {tuple(_text(r.lookup(k)) for k in keys) for r in sweep.runs}
+    found = {tuple(value_text(r.lookup(k)) for k in keys) for r in sweep.runs}
     return [c for c in sweep.plan.combos() if tuple(c.values()) not in found]
 
 
@@ -126,13 +134,13 @@ def section_status(sweep: Sweep) -> str:
 
 def status_lists(sweep: Sweep) -> str:
     """The runs that did not complete, by status, with their error or divergence step."""
-    failed = [f"`{r.name}`: {_first_line(r.error)}" for r in _with(sweep, "failed")]
+    failed = [f"`{r.name}`: {first_line(r.error)}" for r in _with(sweep, Status.FAILED)]
     diverged = [
-        f"`{r.name}` at step {_csv_value(r.diverged_at_step) or '?'}"
-        for r in _with(sweep, "diverged")
+        f"`{r.name}` at step {csv_value(r.diverged_at_step) or '?'}"
+        for r in _with(sweep, Status.DIVERGED)
     ]
-    running = [f"`{r.name}`" for r in _with(sweep, "running")]
-    corrupt = [f"`{r.name}`: {r.error} (file `{r.path}`)" for r in _with(sweep, "corrupt")]
+    running = [f"`{r.name}`" for r in _with(sweep, Status.RUNNING)]
+    corrupt = [f"`{r.name}`: {r.error} (file `{r.path}`)" for r in _with(sweep, Status.CORRUPT)]
     return (
         _list("Failed", failed)
         + _list("Diverged", diverged)
@@ -141,7 +149,7 @@ def status_lists(sweep: Sweep) -> str:
     )
 
 
-def _with(sweep: Sweep, status: str) -> list[Run]:
+def _with(sweep: Sweep, status: Status) -> list[Run]:
     return [r for r in sweep.runs if r.status == status]
 
 
@@ -156,8 +164,16 @@ def _list(title: str, items: list[str]) -> str:
 
 def section_cells(sweep: Sweep) -> str:
     """The per-cell table."""
-    metrics = _metrics_shown(sweep)
-    header = [*sweep.factors, "runs", "completed", *metrics, "diverged", "failed", "running"]
+    metrics = metrics_shown(sweep)
+    header = [
+        *sweep.factors,
+        "runs",
+        Status.COMPLETED,
+        *metrics,
+        Status.DIVERGED,
+        Status.FAILED,
+        Status.RUNNING,
+    ]
     rows = []
     for cell, runs in sweep.cells().items():
         counts = Counter(r.status for r in runs)
@@ -165,11 +181,11 @@ def section_cells(sweep: Sweep) -> str:
             [
                 *cell,
                 str(len(runs)),
-                str(counts["completed"]),
+                str(counts[Status.COMPLETED]),
                 *(fmt_metric(runs, m) for m in metrics),
-                str(counts["diverged"]),
-                str(counts["failed"]),
-                str(counts["running"]),
+                str(counts[Status.DIVERGED]),
+                str(counts[Status.FAILED]),
+                str(counts[Status.RUNNING]),
             ]
         )
     note = (
@@ -185,7 +201,7 @@ def section_marginals(sweep: Sweep) -> str:
     """Per factor and value: the metrics over all completed runs with that value."""
     if not sweep.factors:
         return ""
-    metrics = _metrics_shown(sweep)
+    metrics = metrics_shown(sweep)
     text = (
         "## Marginal effects\n\nEach value of a factor over all completed runs that have it, "
         "whatever the other factors (runs pooled; unbalanced if cells are missing).\n"
@@ -196,7 +212,9 @@ def section_marginals(sweep: Sweep) -> str:
             runs = [r for r in sweep.runs if r.factors[factor] == value]
             n = sum(r.completed for r in runs)
             rows.append([value, str(n), *(fmt_metric(runs, m) for m in metrics)])
-        text += f"\n### `{factor}`\n\n" + md_table([factor, "completed", *metrics], rows) + "\n"
+        text += (
+            f"\n### `{factor}`\n\n" + md_table([factor, Status.COMPLETED, *metrics], rows) + "\n"
+        )
     return text
 
 
@@ -243,12 +261,15 @@ def section_plots(plots: list[str]) -> str:
     return "## Plots\n\n" + "\n\n".join(f"![{p}]({p})" for p in plots) + "\n"
 
 
-def render_summary(sweep: Sweep, verdicts: list[Verdict], plots: list[str]) -> str:
-    """The whole summary.md."""
+def render_summary(
+    sweep: Sweep, verdicts: list[Verdict], plots: list[str], study: dict[str, Any] | None = None
+) -> str:
+    """The whole summary.md (with the rounds of a study when there is its study.json)."""
     sections = [
         f"# Ablation report: `{sweep.root}`\n\nPer-run values: [results.csv](results.csv).",
         section_what(sweep),
         section_claims(sweep, verdicts, plots),  # first: what the sweep decided
+        section_study(study, verdicts),
         section_status(sweep),
         section_cells(sweep),
         section_cost(sweep),

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from ablate.report.runs import STEPS
-from ablate.report.stats import Stat
+from ablate.report.judge.stats import Stat
+from ablate.report.load.runs import STEPS
 
 ALPHA = 0.05
 CAP = 1000  # seeds needed beyond this read ">1000"

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate.report.plan import Plan, load_plan
-from ablate.report.runs import Run, _is_number, _num, _text, find_summaries, load_run
-from ablate.report.stats import step_budget, steps_to_target
+from ablate.overrides import as_float, is_number, value_text
+from ablate.report.load.plan import Plan, load_plan
+from ablate.report.load.runs import Run, find_summaries, load_run
+from ablate.run.record import TARGET_METRIC, steps_to_target
 
 DEFAULT_VALUE = "(default)"
 
@@ -30,7 +31,7 @@ class Sweep:
     plan: Plan | None
     target: float | None
     claims: list[dict[str, Any]]
-    budget: float  # the value a never-reached steps_to_target gets in claims
+    budget: float  # the longest training: what a never-reached steps_to_target counts as in claims
 
     def cells(self) -> dict[tuple[str, ...], list[Run]]:
         """Runs grouped by the values of the factors, in level order."""
@@ -46,17 +47,27 @@ class Sweep:
         return tuple(self.levels[f].index(v) for f, v in zip(self.factors, cell, strict=True))
 
 
-def _unique(items: Iterable[str]) -> list[str]:
+def unique(items: Iterable[str]) -> list[str]:
+    """The items in order, each once."""
     return list(dict.fromkeys(items))
+
+
+def step_budget(runs: list[Run]) -> float:
+    """The longest training of the sweep (completed runs' steps, else any logged step)."""
+    done = [r.steps for r in runs if r.completed and math.isfinite(r.steps)]
+    if done:
+        return max(done)
+    logged = [s for r in runs for s in r.series(TARGET_METRIC)[0]]
+    return max(logged, default=math.nan)
 
 
 def swept_factors(runs: list[Run], plan: Plan | None) -> list[str]:
     """Swept keys other than seed: from the summaries, else multirun.yaml, else every override."""
-    keys = _unique(k for r in runs for k in r.swept or [])
+    keys = unique(k for r in runs for k in r.swept or [])
     if not keys and plan is not None:
         keys = plan.keys
     if not keys:
-        keys = _unique(k for r in runs for k in r.overrides)
+        keys = unique(k for r in runs for k in r.overrides)
     if plan is not None:  # summaries list swept keys sorted; the command line's order reads better
         keys.sort(key=lambda k: plan.keys.index(k) if k in plan.keys else len(plan.keys))
     return [k for k in keys if k != "seed" and not k.startswith("hydra.")]
@@ -65,7 +76,7 @@ def swept_factors(runs: list[Run], plan: Plan | None) -> list[str]:
 def factor_value(run: Run, key: str) -> str:
     """The run's value of a factor, as typed in its override when there is one."""
     value = run.lookup(key)
-    return DEFAULT_VALUE if value is None or isinstance(value, dict | list) else _text(value)
+    return DEFAULT_VALUE if value is None or isinstance(value, dict | list) else value_text(value)
 
 
 def order_levels(values: Iterable[str], planned: list[str]) -> list[str]:
@@ -73,7 +84,7 @@ def order_levels(values: Iterable[str], planned: list[str]) -> list[str]:
     found = set(values)
     default = [DEFAULT_VALUE] if DEFAULT_VALUE in found else []
     found.discard(DEFAULT_VALUE)
-    if all(_is_number(v) for v in found):
+    if all(is_number(v) for v in found):
         return default + sorted(found, key=float)
     return default + [v for v in planned if v in found] + sorted(found - set(planned))
 
@@ -99,11 +110,11 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     plan = load_plan(root)
     factors = swept_factors(runs, plan)
     block = report_block(runs)
-    target = _num(block.get("target_acc"))
+    target = as_float(block.get("target_acc"))
     target = target if math.isfinite(target) else None
     for run in runs:
         run.factors = {f: factor_value(run, f) for f in factors}
-        run.steps_to_target = steps_to_target(run, target)
+        run.steps_to_target = steps_to_target(run.history, target) if target is not None else None
     planned = plan.values if plan else {}
     levels = {f: order_levels((r.factors[f] for r in runs), planned.get(f, [])) for f in factors}
     claims = [c for c in block.get("claims") or [] if isinstance(c, dict)]

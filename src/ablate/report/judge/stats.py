@@ -1,4 +1,4 @@
-"""Statistics: Student-t quantiles (scipy), mean ± CI, steps-to-target and the samples claims compare."""
+"""Statistics: Student-t quantiles (scipy), mean ± CI, how steps_to_target is judged, and the samples claims compare."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from ablate.report.runs import STEPS, TARGET_METRIC, Run
+from ablate.report.load.runs import STEPS, Run
+from ablate.run.record import FINISHED, Status
 
 
 def t975(df: float) -> float:
@@ -58,38 +59,28 @@ def mean_ci(values: Iterable[float]) -> Stat:
     return Stat(len(xs), mean, std, t975(len(xs) - 1) * std / math.sqrt(len(xs)))
 
 
-def steps_to_target(run: Run, target: float | None) -> float | None:
-    """First validation step with val/acc >= target; nan if never (always for diverged runs)."""
-    if target is None:
-        return None
-    if run.status == "diverged":
-        return math.nan
-    steps, values = run.series(TARGET_METRIC)
-    reached = steps[values >= target]
-    return float(reached[0]) if reached.size else math.nan
+def reached_target(run: Run) -> float | None:
+    """The step at which a run counts as having reached the target; None: it never did.
+
+    A diverged run never counts, even where its curve crossed the target before it diverged.
+    """
+    return None if run.status == Status.DIVERGED else run.steps_to_target
 
 
-def step_budget(runs: list[Run]) -> float:
-    """The longest training of the sweep (completed runs' steps, else any logged step)."""
-    done = [r.steps for r in runs if r.completed and math.isfinite(r.steps)]
-    if done:
-        return max(done)
-    logged = [s for r in runs for s in r.series(TARGET_METRIC)[0]]
-    return max(logged, default=math.nan)
+def steps_or_budget(run: Run, budget: float) -> float:
+    """How claims judge steps_to_target: a run that never reached the target counts as `budget`
+    steps (Sweep.budget, the sweep's longest training), the worst outcome of the sweep."""
+    steps = reached_target(run)
+    return budget if steps is None else steps
 
 
 def sample(runs: Iterable[Run], metric: str, budget: float | None = None) -> list[float]:
     """Finite values of a metric over the runs where it counts (see `counts`).
 
-    With a budget and metric steps_to_target, runs that never reached the target, diverged ones
-    included, count as `budget` steps: the worst outcome of the sweep.
+    With a budget and metric steps_to_target: every finished run, judged by `steps_or_budget`.
     """
     if metric == STEPS and budget is not None:
-        return [
-            budget if math.isnan(r.metric(STEPS)) else r.metric(STEPS)
-            for r in runs
-            if r.status in ("completed", "diverged") and r.steps_to_target is not None
-        ]
+        return [steps_or_budget(r, budget) for r in runs if r.status in FINISHED]
     return [v for r in runs if counts(r, metric) and math.isfinite(v := r.metric(metric))]
 
 
@@ -100,4 +91,4 @@ DIVERGED_COUNT_FOR = ("val/acc_best",)
 def counts(run: Run, metric: str) -> bool:
     """Whether a run's value of `metric` is a result: completed runs, and diverged ones for
     the metrics in DIVERGED_COUNT_FOR (a diverged run has no test/acc: it is not tested)."""
-    return run.completed or (run.status == "diverged" and metric in DIVERGED_COUNT_FOR)
+    return run.completed or (run.status == Status.DIVERGED and metric in DIVERGED_COUNT_FOR)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -12,49 +11,14 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from ablate.overrides import as_float, bare, parse_overrides
+from ablate.run.record import RunRecord, Status, curve
+
 log = logging.getLogger(__name__)
 
 REPORT_DIRNAME = "report"
 MOVED_ASIDE = ".old-"  # resume=fresh: <run>.old-<time> (ablate.run.identity.move_aside)
 STEPS = "steps_to_target"
-TARGET_METRIC = "val/acc"
-
-
-def _num(value: Any) -> float:
-    """A float from a JSON number or a "nan"/"inf" string; nan for anything else."""
-    if isinstance(value, bool) or value is None:
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _text(value: Any) -> str:
-    """How a config value reads in an override (true, null, 0.1)."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "null" if value is None else str(value)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def parse_overrides(items: Any) -> dict[str, str]:
-    """`key=value` override strings -> {key: value as typed}, without +/~ prefixes and hydra.* keys."""
-    out: dict[str, str] = {}
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, str) and "=" in item:
-            key, value = item.split("=", 1)
-            key = key.lstrip("+~")
-            if not key.startswith("hydra."):
-                out[key] = value
-    return out
 
 
 @dataclass
@@ -62,7 +26,7 @@ class Run:
     """One run of the sweep, as read from its summary.json."""
 
     name: str
-    status: str
+    status: Status | str
     seed: Any = None
     overrides: dict[str, str] = field(default_factory=dict)
     swept: list[str] | None = None
@@ -77,7 +41,7 @@ class Run:
     diverged_at_step: float = math.nan
     error: str | None = None
     factors: dict[str, str] = field(default_factory=dict)  # filled by load_sweep
-    steps_to_target: float | None = None  # None: no target set; nan: never reached
+    steps_to_target: float | None = None  # first step at the target; None: never (or no target)
     path: Path | None = None  # the summary.json it was read from
     git_commit: str | None = None  # the commit the run was trained at ('-dirty': local changes)
     versions: dict[str, str] = field(default_factory=dict)  # python and package versions
@@ -85,7 +49,7 @@ class Run:
 
     @property
     def completed(self) -> bool:
-        return self.status == "completed"
+        return self.status == Status.COMPLETED
 
     def lookup(self, key: str) -> Any:
         """A key's value: the override as typed, else the group choice, else the resolved config."""
@@ -108,13 +72,10 @@ class Run:
 
     def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) of a history metric, finite points only, sorted by step."""
-        points = {}
-        for entry in self.history:
-            step, value = _num(entry.get("step")), _num(entry.get(key))
-            if math.isfinite(step) and math.isfinite(value):
-                points[step] = value
-        steps = np.array(sorted(points), dtype=float)
-        return steps, np.array([points[s] for s in steps], dtype=float)
+        points = curve(self.history, key)
+        return np.array([s for s, _ in points], dtype=float), np.array(
+            [v for _, v in points], dtype=float
+        )
 
 
 def find_summaries(root: Path) -> list[Path]:
@@ -145,47 +106,42 @@ def load_run(path: Path, root: Path) -> Run:
     """Read one summary.json; an unreadable file gives a run with status `corrupt` (and a warning)."""
     name = path.parent.relative_to(root).as_posix()
     try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        return _run_from_dict(name, data, path)
-    except (OSError, ValueError, TypeError, AttributeError) as e:
+        return run_from_record(name, RunRecord.load(path), path)
+    except (OSError, ValueError) as e:
         why = f"{type(e).__name__}: {e}"
         log.warning("skipped unreadable %s (%s)", path, why)
         return Run(
             name,
-            "corrupt",
+            Status.CORRUPT,
             overrides=fallback_overrides(path.parent),
             error=f"unreadable summary.json: {why}",
             path=path,
         )
 
 
-def _run_from_dict(name: str, data: dict[str, Any], path: Path) -> Run:
-    overrides = parse_overrides(data.get("overrides")) or fallback_overrides(path.parent)
-    config = data.get("config") if isinstance(data.get("config"), dict) else {}
-    seed = data.get("seed", overrides.get("seed", config.get("seed")))
-    swept = data.get("swept")
+def run_from_record(name: str, record: RunRecord, path: Path) -> Run:
+    """The report's view of one run's record."""
+    overrides = parse_overrides(record.overrides) or fallback_overrides(path.parent)
+    config = record.config or {}
+    given = "seed" in record.model_fields_set
     return Run(
         name=name,
-        status=str(data.get("status", "unknown")),
-        seed=seed,
+        status=record.status,
+        seed=record.seed if given else overrides.get("seed", config.get("seed")),
         overrides=overrides,
-        swept=[str(k).lstrip("+~") for k in swept] if isinstance(swept, list) else None,
-        choices=data.get("choices") if isinstance(data.get("choices"), dict) else {},
+        swept=[bare(k) for k in record.swept] if record.swept is not None else None,
+        choices=dict(record.choices),
         config=config,
-        metrics={str(k): _num(v) for k, v in (data.get("metrics") or {}).items()},
-        history=[h for h in data.get("history") or [] if isinstance(h, dict)],
-        diagnostics=data["diagnostics"] if isinstance(data.get("diagnostics"), dict) else {},
-        steps=_num(data.get("steps")),
-        epochs=_num(data.get("epochs")),
-        wall_time_s=_num(data.get("wall_time_s")),
-        diverged_at_step=_num(data.get("diverged_at_step")),
-        error=str(data["error"]) if data.get("error") else None,
+        metrics=dict(record.metrics),
+        history=list(record.history),
+        diagnostics=record.diagnostics or {},
+        steps=as_float(record.steps),
+        epochs=as_float(record.epochs),
+        wall_time_s=as_float(record.wall_time_s),
+        diverged_at_step=as_float(record.diverged_at_step),
+        error=record.error or None,
         path=path,
-        git_commit=str(data["git_commit"]) if data.get("git_commit") else None,
-        versions={str(k): str(v) for k, v in (data.get("versions") or {}).items()}
-        if isinstance(data.get("versions"), dict)
-        else {},
-        machine=str(data["machine"]) if data.get("machine") else None,
+        git_commit=record.git_commit or None,
+        versions=dict(record.versions),
+        machine=record.machine or None,
     )

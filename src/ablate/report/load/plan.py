@@ -10,6 +10,8 @@ from pathlib import Path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from ablate.overrides import bare, override_key, override_value
+
 
 @dataclass
 class Plan:
@@ -40,11 +42,11 @@ def _read(spec: str) -> tuple[str, list[str] | None, bool] | None:
     try:
         (override,) = OverridesParser.create().parse_overrides([spec])
     except Exception:  # noqa: BLE001 - not Hydra syntax: fall back to a plain comma split
-        key, _, value = spec.partition("=")
+        value = override_value(spec)
         if "," not in value:
             return None
-        return key.lstrip("+~"), None if "(" in value else value.split(","), True
-    key = override.get_key_element().lstrip("+~")
+        return override_key(spec), None if "(" in value else value.split(","), True
+    key = bare(override.get_key_element())
     if not override.is_sweep_override():
         plain = override.value() is not None
         return (key, [override.get_value_element_as_str()], False) if plain else None

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ablate.report.runs import Run
-from ablate.report.stats import mean_ci, sample
-from ablate.report.sweep import Sweep
-from ablate.report.tables import _label, fmt_stat, md_table
+from ablate.report.judge.stats import mean_ci, sample
+from ablate.report.load.runs import Run
+from ablate.report.load.sweep import Sweep
+from ablate.report.render.figures import pyplot, save_figure
+from ablate.report.render.tables import cell_label, fmt_stat, md_table
+from ablate.run.record import Status
 
 COST = "cost.png"
 THROUGHPUT = "perf/train_images_per_s"
@@ -70,9 +72,7 @@ def plot_cost(sweep: Sweep, path: Path) -> bool:
             points.append((cell, np.array(wall), acc))
     if not points:
         return False
-    from ablate.report.plots import _pyplot, _save
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.8))
     markers = "osD^vP*X"
     first = {v: i for i, v in enumerate(sweep.levels[sweep.factors[0]])} if sweep.factors else {}
@@ -95,7 +95,7 @@ def plot_cost(sweep: Sweep, path: Path) -> bool:
             capsize=4,
         )
         # the legend shows the marker alone: the error bars' caps made the shapes hard to tell apart
-        ax.plot([], [], marker, color=colour, markersize=7, label=_label(sweep.factors, cell))
+        ax.plot([], [], marker, color=colour, markersize=7, label=cell_label(sweep.factors, cell))
     ax.set(
         xlabel="wall time per run (s; bar: min–max over seeds)",
         ylabel="test/acc (fraction correct; bar: 95% CI)",
@@ -103,13 +103,13 @@ def plot_cost(sweep: Sweep, path: Path) -> bool:
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
 def section_provenance(sweep: Sweep) -> str:
     """The commit(s) and package versions the runs came from; flags a sweep of mixed code."""
-    runs = [r for r in sweep.runs if r.status != "corrupt"]
+    runs = [r for r in sweep.runs if r.status != Status.CORRUPT]
     commits = Counter(r.git_commit or "unknown" for r in runs)
     if not commits:
         return ""
