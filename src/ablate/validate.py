@@ -22,7 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ablate.data.decode import DatasetNotFoundError
-from ablate.schema import schema_problems
+from ablate.schema.config import schema_problems
 
 EXIT_BAD_CONFIG = 2
 
@@ -102,7 +102,7 @@ def _normalizes_vectors(cfg: DictConfig) -> bool:
         norm = instantiate(cfg.norm)
     except Exception:  # noqa: BLE001 - reported by ablate.construct
         return True
-    return getattr(norm, "vectors", getattr(norm, "name", None) != "instance")
+    return getattr(norm, "vectors", True)
 
 
 def _divisors(widths: list[int]) -> str:

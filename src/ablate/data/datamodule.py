@@ -43,6 +43,18 @@ from ablate.data.loaders import (
     stratified_pick,
 )
 from ablate.run.resume import ResumableLoader
+from ablate.schema.fields import (
+    Bool,
+    ImageSize,
+    NonNegativeInt,
+    OpenFraction,
+    OptionalBool,
+    OptionalNonNegativeInt,
+    OptionalPositiveInt,
+    PositiveInt,
+    Text,
+    one_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,24 +66,24 @@ class ImageDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        dataset: str,
-        root: str,
-        cache_dir: str,
-        batch_size: int = 128,
-        eval_batch_size: int = 512,
-        val_fraction: float = 0.1,
-        train_subset: int | None = None,
-        standardize: bool = True,
-        num_workers: int = 0,
-        channels: int = 1,
-        image_size: tuple[int, int] = (28, 28),
-        num_classes: int = 10,
-        aug_family: str = "natural",
-        eval_train_max: int | None = 10000,
-        download: bool = True,
+        dataset: Text,
+        root: Text,
+        cache_dir: Text,
+        batch_size: PositiveInt = 128,
+        eval_batch_size: PositiveInt = 512,
+        val_fraction: OpenFraction = 0.1,
+        train_subset: OptionalPositiveInt = None,
+        standardize: Bool = True,
+        num_workers: NonNegativeInt = 0,
+        channels: one_of(1, 3) = 1,
+        image_size: ImageSize = (28, 28),
+        num_classes: PositiveInt = 10,
+        aug_family: one_of("digits", "fashion", "natural") = "natural",
+        eval_train_max: OptionalNonNegativeInt = 10000,
+        download: Bool = True,
         aug: DictConfig | None = None,
         seed: int = 0,
-        on_device: bool | None = None,
+        on_device: OptionalBool = None,
     ) -> None:
         super().__init__()
         if self.name is not None and dataset != self.name:  # a label that would mislabel reports
@@ -87,11 +99,6 @@ class ImageDataModule(L.LightningDataModule):
         self.channels, self.image_size, self.num_classes = channels, tuple(image_size), num_classes
         self.aug_family, self.aug_cfg, self.seed = aug_family, aug, seed
         self.eval_train_max = eval_train_max
-        if on_device not in (None, True, False):
-            raise ValueError(
-                f"data.on_device={on_device!r} is not allowed: null (on the device when it is a GPU), "
-                "true or false"
-            )
         self.on_device = on_device
         self._device_aug, self._device_aug_problem = self._device_augment()
         if on_device and self._device_aug_problem:
