@@ -79,8 +79,9 @@ TRAINER_TYPES: dict[str, Any] = {
     "min_epochs": OptionalNonNegativeInt,
     "max_steps": _int_or_minus_one("a positive integer or -1 (no limit)"),
     "min_steps": OptionalNonNegativeInt,
-    "val_check_interval": Annotated[
-        None | Annotated[float, Field(gt=0)], allowed("null or a number > 0")
+    "val_check_interval": Annotated[  # Lightning: a fraction of the epoch, or a number of batches
+        None | Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0, le=1)],
+        allowed("null, a fraction of an epoch in (0, 1] or a number of batches"),
     ],
     "check_val_every_n_epoch": OptionalPositiveInt,
     "num_sanity_val_steps": Annotated[
