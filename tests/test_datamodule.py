@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import patch_dataset_load
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import patch_dataset_load
 from omegaconf import OmegaConf
 
 from ablate.config import CONF_DIR

@@ -5,19 +5,24 @@ ablate.preflight.check_command_line (what `python -m ablate.train` calls first);
 
 from __future__ import annotations
 
+import functools
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, fast_overrides, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 
-from ablate.preflight import check_command_line
+from ablate.preflight import check_command_line, command_line_problems
 from ablate.run.identity import RESUME_MODES
-from ablate.schema import GROUPS, STRICT_GROUPS
+from ablate.schema.config import NODES, allowed_keys, model_of
 from ablate.techniques.norm import PLACEMENTS
+
+STRICT_GROUPS = ("data", "model", "norm", "reg", "init", "aug", "optim", "scheduler")
 
 
 @dataclass(frozen=True)
@@ -90,10 +95,20 @@ CHOICES = {
 }
 
 
+def _target(group: str, option: str) -> str | None:
+    """The `_target_` of conf/<group>/<option>.yaml, or of the option it extends."""
+    node = OmegaConf.load(REPO / "conf" / group / f"{option}.yaml") or {}
+    base = [d for d in node.get("defaults", []) if isinstance(d, str) and d != "_self_"]
+    return node.get("_target_") or (_target(group, base[0]) if base else None)
+
+
+@functools.cache
 def _fields(group: str) -> set[str]:
-    spec = GROUPS[group]
-    models = spec.values() if isinstance(spec, dict) else [spec]
-    return {f.alias or name for m in models for name, f in m.model_fields.items()}
+    """The keys any option of the group takes (read from its targets, as the check does)."""
+    if group in NODES:
+        return set(allowed_keys(NODES[group]))
+    nodes = [{"_target_": _target(group, o)} for o in _options(group)]
+    return {k for n in nodes for k in allowed_keys(model_of(group, group, n))}
 
 
 def _options(group: str) -> set[str]:
@@ -178,3 +193,69 @@ def test_bad_overrides_through_the_cli_leave_no_run_folder(problems, tmp_path):
     proc = run_cli(*(p.override for p in problems), f"log_dir={log_dir}", timeout=300)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert_refused(problems, proc.stderr, log_dir)
+
+
+NEW_NORM = '''
+from torch import nn
+
+from ablate.schema.fields import PositiveInt
+from ablate.techniques.norm import Norm, Placement
+
+
+def local_response(placement: Placement = "before_act", size: PositiveInt = 5) -> Norm:
+    """LRN (Krizhevsky et al. 2012), as the README's "Adding a technique" adds it."""
+    return Norm("local_response", lambda c: nn.LocalResponseNorm(size), placement, learned_shift=False)
+'''
+
+
+@pytest.fixture
+def new_option(tmp_path, monkeypatch):
+    """A norm the schema has never seen: its module, and conf/norm/lrn.yaml on a Hydra search path."""
+    (tmp_path / "new_norms.py").write_text(NEW_NORM)
+    (tmp_path / "conf" / "norm").mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}")
+
+    def write(body: str) -> list[str]:
+        (tmp_path / "conf" / "norm" / "lrn.yaml").write_text(
+            f"_target_: new_norms.local_response\nplacement: before_act\n{body}\n"
+        )
+        return ["norm=lrn", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"]
+
+    return write
+
+
+@pytest.mark.parametrize(
+    ("body", "extra", "expected"),
+    [
+        ("sise: 5", [], "unknown key norm.sise for norm=lrn: allowed keys are ['_target_', 'placement', 'size']"),
+        ("size: 0", [], "norm.size=0 is not allowed: a positive integer"),
+        ("size: 5", ["norm.placement=middle"], "norm.placement='middle' is not allowed: one of"),
+        ("size: 5", ["+norm.sise=3"], "unknown key norm.sise for norm=lrn"),
+    ],
+)  # fmt: skip
+def test_a_new_option_file_is_checked_from_its_targets_signature(
+    body, extra, expected, new_option, data_root, tmp_path, capsys
+):
+    """No schema entry for the new option: its keys and ranges come from the function it names."""
+    overrides = [*new_option(body), *extra, *fast_overrides(data_root, tmp_path)]
+    with pytest.raises(SystemExit) as exit_:
+        check_command_line(overrides)
+    assert exit_.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert line.startswith(f"error: {expected}"), line
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_new_option_with_a_typo_through_the_cli(new_option, data_root, tmp_path):
+    proc = run_cli(*new_option("sise: 5"), *fast_overrides(data_root, tmp_path))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert "unknown key norm.sise for norm=lrn" in line and "'size'" in line
+    assert "Traceback" not in proc.stderr and not (tmp_path / "logs").exists()
+
+
+def test_a_new_valid_option_passes_every_check(new_option, data_root, tmp_path):
+    assert (
+        command_line_problems([*new_option("size: 3"), *fast_overrides(data_root, tmp_path)]) == []
+    )

@@ -4,6 +4,8 @@ Each object is built as train.py builds it, with stand-ins for what needs data: 
 regularizers and the init (on a dummy weight); the optimizer over one dummy parameter and the
 scheduler on it; the datamodule (its augmentation pipelines; no data is read); the network for the
 data node's shape, with one forward pass of blank images; the Trainer, without loggers or callbacks.
+Then what they could not hold: the datamodule's known counts (a batch larger than the training
+split), and this machine's devices, cores and memory (ablate.limits).
 Whatever a constructor raises (ValueError, TypeError, Lightning's MisconfigurationException, ...)
 becomes one line naming the option: `optim=adam cannot be built: Invalid beta parameter ...`.
 """
@@ -21,6 +23,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ablate.limits import hardware_problems, image_bytes, interval_problems, memory_problems
 from ablate.models import build_model
 
 
@@ -101,13 +104,22 @@ def construction_problems(
             )
         aug = OmegaConf.to_container(cfg.aug, resolve=True)
         seed = cfg.get("seed") or 0
-        build("data", lambda: instantiate(cfg.data, aug=aug, seed=seed, _recursive_=False))
+        data = build("data", lambda: instantiate(cfg.data, aug=aug, seed=seed, _recursive_=False))
+        net = None
         if norm is not None and reg is not None and init is not None:
             c, (h, w) = cfg.data.channels, cfg.data.image_size
             what = f" for {c}x{h}x{w} images (data={build.choices.get('data') or 'its data'})"
-            build("model", lambda: _net(cfg), what)
-        if trainer:
-            build("trainer", lambda: _trainer(cfg))
+            net = build("model", lambda: _net(cfg), what)
+        if trainer:  # the machine the run trains on is this one
+            build.problems += hardware_problems(cfg)
+            if not build.problems:
+                build("trainer", lambda: _trainer(cfg))
+        if data is not None and not build.problems:  # the data's known counts
+            build.problems += data.size_problems() or interval_problems(cfg, data.train_images())
+        if trainer and net is not None and not build.problems:
+            model = f"model={build.choices.get('model') or 'the model'}"
+            shape = (cfg.data.channels, *cfg.data.image_size)
+            build.problems += memory_problems(cfg, image_bytes(net, shape), model)
     return build.problems
 
 

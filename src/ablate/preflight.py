@@ -11,10 +11,13 @@ when the sweep reaches it, as before: recorded in its summary.json, the sweep go
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import inspect
 import re
 from pathlib import Path
 
+import lightning as L
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -25,8 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ablate.config import CONF_DIR
 from ablate.overrides import override_key
 from ablate.run.identity import same_overrides_problems
-from ablate.schema import STRICT_GROUPS
-from ablate.schema.trainer import TRAINER_ARGS
+from ablate.schema.config import GROUPS, NODES, allowed_keys, model_of
 from ablate.validate import config_problems, fail, omegaconf_problem, one_line
 
 MULTIRUN = ("-m", "--multirun")
@@ -155,10 +157,11 @@ def _unknown_key(key: str, overrides: list[str]) -> str:
     parent, _, leaf = key.rpartition(".")
     group = key.partition(".")[0]
     if group == "trainer" and parent == "trainer":
-        if leaf in TRAINER_ARGS:  # a Trainer argument the trainer option does not set
+        trainer_args = sorted(set(inspect.signature(L.Trainer.__init__).parameters) - {"self"})
+        if leaf in trainer_args:  # a Trainer argument the trainer option does not set
             given = next((o for o in overrides if override_key(o) == key), f"{key}=...")
             return f"{key} is not in the trainer config yet: add it with +{given}"
-        close = difflib.get_close_matches(leaf, TRAINER_ARGS, n=1)
+        close = difflib.get_close_matches(leaf, trainer_args, n=1)
         hint = f" (did you mean trainer.{close[0]}?)" if close else ""
         return f"unknown key {key}: not a lightning.Trainer argument{hint}"
     rest = [o for o in overrides if override_key(o) != key]
@@ -170,7 +173,10 @@ def _unknown_key(key: str, overrides: list[str]) -> str:
         base = None
     node = OmegaConf.select(base, parent) if base is not None and parent else base
     keys = sorted(k for k in node if k != "hydra") if isinstance(node, DictConfig) else []
-    if group in STRICT_GROUPS and parent == group:
+    if group in [*GROUPS, *NODES] and parent == group:
+        with contextlib.suppress(Exception):  # a target that cannot be imported: named elsewhere
+            model = NODES.get(group) or model_of(group, group, OmegaConf.to_container(node))
+            keys = allowed_keys(model)
         choice = OmegaConf.select(base, f"hydra.runtime.choices.{group}") if base else None
         option = f" for {group}={choice}" if choice else ""
         return f"unknown key {key}{option}: allowed keys are {keys}"

@@ -21,6 +21,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from ablate.config import COMMAND_ENV, CONF_DIR, SWEPT_ENV, cli_swept_keys
+from ablate.data.datamodule import ImageDataModule
+from ablate.data.decode import DataSizeError
 from ablate.diagnostics.base import collect as collect_diagnostics
 from ablate.diagnostics.monitors import mark_run_start
 from ablate.models import build_model
@@ -83,13 +85,15 @@ def _fit_and_test(
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)  # null: drawn, recorded
     L.seed_everything(seed, workers=True)
     threads = set_threads(cfg.threads)
+    try:  # loaded before summary.json is written: what the data refuses leaves an earlier run as it was
+        datamodule = _load_data(cfg, seed)
+    except DataSizeError as e:
+        _reject(cfg, run_dir, e.problems)
+    except Exception:  # noqa: BLE001 - e.g. a damaged dataset: recorded as this run's failure
+        with Outcome(RunSummary.for_hydra_job(cfg, seed, cfg_hash)):
+            raise
     summary = RunSummary.for_hydra_job(cfg, seed, cfg_hash)
     with Outcome(summary) as outcome:
-        # aug goes in resolved and un-instantiated: the datamodule builds its family's pipeline only.
-        aug = OmegaConf.to_container(cfg.aug, resolve=True)
-        datamodule = instantiate(cfg.data, aug=aug, seed=seed, _recursive_=False)
-        datamodule.prepare_data()
-        datamodule.setup("fit")
         net = build_model(
             cfg.model, cfg.norm, cfg.reg, cfg.init, in_channels=datamodule.channels,
             num_classes=datamodule.num_classes, image_size=datamodule.image_size,
@@ -133,6 +137,16 @@ def _fit_and_test(
     log.info("%s: test/acc=%.4f val/acc_best=%.4f", status, metrics.get("test/acc", float("nan")),
              metrics.get("val/acc_best", float("nan")))  # fmt: skip
     return metrics
+
+
+def _load_data(cfg: DictConfig, seed: int) -> ImageDataModule:
+    """The datamodule, its data loaded and split (exit 2 on values the loaded data refuses)."""
+    # aug goes in resolved and un-instantiated: the datamodule builds its family's pipeline only.
+    aug = OmegaConf.to_container(cfg.aug, resolve=True)
+    datamodule = instantiate(cfg.data, aug=aug, seed=seed, _recursive_=False)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")

@@ -5,7 +5,9 @@ In order, each step only once the ones before it found nothing:
 2. the typed schema (ablate.schema): types, ranges, choices, unknown keys; output paths;
 3. what holds only across keys (norm.groups dividing the widths, head_norm, tta_flip on digits);
 4. what the constructors refuse (ablate.construct: norm, optimizer, scheduler, datamodule, model,
-   trainer, built cheaply); then dataset files that are not there.
+   trainer, built cheaply), and what the data's known counts and this machine cannot hold
+   (ablate.limits: batch and subset sizes, devices, workers, memory); then dataset files that
+   are not there. An image folder's counts are checked once it is read, before training.
 The command line is checked before Hydra starts (ablate.preflight); each run checks again.
 """
 
@@ -23,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ablate.data.decode import DatasetNotFoundError
 from ablate.run.tracking import missing_extras
-from ablate.schema import schema_problems
+from ablate.schema.config import schema_problems
 
 EXIT_BAD_CONFIG = 2
 
@@ -103,7 +105,7 @@ def _normalizes_vectors(cfg: DictConfig) -> bool:
         norm = instantiate(cfg.norm)
     except Exception:  # noqa: BLE001 - reported by ablate.construct
         return True
-    return getattr(norm, "vectors", getattr(norm, "name", None) != "instance")
+    return getattr(norm, "vectors", True)
 
 
 def _divisors(widths: list[int]) -> str:
@@ -199,11 +201,13 @@ def config_problems(
 ) -> list[str]:
     """Every problem of the config, one line each (empty when it can train).
 
-    combination=False stops after what each value is on its own (steps 1-2, paths, dataset files):
-    a sweep refuses such a value in any cell before it starts. trainer=False leaves the Trainer
-    unbuilt (its hardware is where the job runs, e.g. under SLURM).
+    combination=False stops after what each value is on its own (steps 1-2, paths, devices and
+    workers the machine lacks, dataset files): a sweep refuses such a value in any cell before it
+    starts. trainer=False leaves the Trainer unbuilt and the machine unchecked (its hardware is
+    where the job runs, e.g. under SLURM).
     """
     from ablate.construct import construction_problems  # builds models: imported when needed
+    from ablate.limits import hardware_problems
 
     problems, conf = typed_problems(cfg, choices)
     if conf and run_dir is not None:
@@ -215,4 +219,6 @@ def config_problems(
     if combination:
         problems = cross_key_problems(conf, cfg, choices)
         problems = problems or construction_problems(cfg, choices_of(cfg, choices), trainer=trainer)
+    elif trainer:
+        problems = hardware_problems(cfg)
     return problems or data_problems(cfg)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 import numpy as np
@@ -26,7 +27,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from ablate.config import CONF_DIR
 from ablate.data import cache
 from ablate.data.augment import BatchAugment, build_augment
-from ablate.data.decode import ImageData, Size
+from ablate.data.decode import DataSizeError, ImageData, Size
 from ablate.data.device_aug import (
     DeviceAugment,
     NoDeviceEquivalent,
@@ -39,10 +40,24 @@ from ablate.data.loaders import (
     ShardedBatchSampler,
     channel_stats,
     split_indices,
+    split_problems,
     spread_over_classes,
     stratified_pick,
+    train_count,
 )
 from ablate.run.resume import ResumableLoader
+from ablate.schema.fields import (
+    Bool,
+    ImageSize,
+    NonNegativeInt,
+    OpenFraction,
+    OptionalBool,
+    OptionalNonNegativeInt,
+    OptionalPositiveInt,
+    PositiveInt,
+    Text,
+    one_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,27 +66,28 @@ class ImageDataModule(L.LightningDataModule):
     """A dataset split into train/val (seeded) plus the official test split; a source subclass reads it."""
 
     name: str | None = None  # the data.dataset a source reads (None: any label, e.g. image_folder)
+    images: ClassVar[dict[str, int] | None] = None  # images per official split, when known unread
 
     def __init__(
         self,
-        dataset: str,
-        root: str,
-        cache_dir: str,
-        batch_size: int = 128,
-        eval_batch_size: int = 512,
-        val_fraction: float = 0.1,
-        train_subset: int | None = None,
-        standardize: bool = True,
-        num_workers: int = 0,
-        channels: int = 1,
-        image_size: tuple[int, int] = (28, 28),
-        num_classes: int = 10,
-        aug_family: str = "natural",
-        eval_train_max: int | None = 10000,
-        download: bool = True,
+        dataset: Text,
+        root: Text,
+        cache_dir: Text,
+        batch_size: PositiveInt = 128,
+        eval_batch_size: PositiveInt = 512,
+        val_fraction: OpenFraction = 0.1,
+        train_subset: OptionalPositiveInt = None,
+        standardize: Bool = True,
+        num_workers: NonNegativeInt = 0,
+        channels: one_of(1, 3) = 1,
+        image_size: ImageSize = (28, 28),
+        num_classes: PositiveInt = 10,
+        aug_family: one_of("digits", "fashion", "natural") = "natural",
+        eval_train_max: OptionalNonNegativeInt = 10000,
+        download: Bool = True,
         aug: DictConfig | None = None,
         seed: int = 0,
-        on_device: bool | None = None,
+        on_device: OptionalBool = None,
     ) -> None:
         super().__init__()
         if self.name is not None and dataset != self.name:  # a label that would mislabel reports
@@ -87,11 +103,6 @@ class ImageDataModule(L.LightningDataModule):
         self.channels, self.image_size, self.num_classes = channels, tuple(image_size), num_classes
         self.aug_family, self.aug_cfg, self.seed = aug_family, aug, seed
         self.eval_train_max = eval_train_max
-        if on_device not in (None, True, False):
-            raise ValueError(
-                f"data.on_device={on_device!r} is not allowed: null (on the device when it is a GPU), "
-                "true or false"
-            )
         self.on_device = on_device
         self._device_aug, self._device_aug_problem = self._device_augment()
         if on_device and self._device_aug_problem:
@@ -146,6 +157,8 @@ class ImageDataModule(L.LightningDataModule):
                      len(self.classes))  # fmt: skip
             self.num_classes = len(self.classes)
         x, y = data.train.x, data.train.y
+        if problems := self.size_problems(len(y), where=f"in {self.root}"):
+            raise DataSizeError(problems)  # before any split is made or anything trained
         train_idx, val_idx = split_indices(y, self.val_fraction, self.train_subset, self.seed)
         self._splits = {
             "train": (x[train_idx], y[train_idx]),
@@ -161,6 +174,20 @@ class ImageDataModule(L.LightningDataModule):
         log.info("%s: %d train / %d val / %d test images, mean %s std %s", self.dataset,
                  len(train_idx), len(val_idx), len(data.test.y), self.mean.tolist(),
                  self.std.tolist())  # fmt: skip
+
+    def train_images(self, n: int | None = None) -> int | None:
+        """The training split's size for n official training images (default: the known count)."""
+        n = n if n is not None else (self.images or {}).get("train")
+        return None if n is None else train_count(n, self.val_fraction, self.train_subset)
+
+    def size_problems(self, n: int | None = None, where: str = "") -> list[str]:
+        """This node's values that n official training images cannot satisfy, one line each
+        (n: the source's known count by default; none known: nothing to check until loaded)."""
+        n = n if n is not None else (self.images or {}).get("train")
+        if n is None:
+            return []
+        source = f"{self.dataset}'s {n}{' ' + where if where else ''}"
+        return split_problems(n, self.val_fraction, self.train_subset, self.batch_size, source)
 
     def split_sizes(self) -> dict[str, int]:
         """Number of images in each split."""

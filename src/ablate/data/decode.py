@@ -65,6 +65,14 @@ class DatasetNotFoundError(RuntimeError):
     """The dataset's files are not where they were expected and cannot be downloaded."""
 
 
+class DataSizeError(ValueError):
+    """Config values the loaded data cannot satisfy (e.g. a batch larger than the training split)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 # A subclass so that every caller that turns a missing dataset into a one-line error (exit
 # code 2, before training) does the same for a damaged one.
 class DatasetCorruptError(DatasetNotFoundError):

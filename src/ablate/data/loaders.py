@@ -69,6 +69,38 @@ def split_indices(
     return train_idx, val_idx
 
 
+def train_count(n: int, val_fraction: float, train_subset: int | None) -> int:
+    """How many training images split_indices leaves of n."""
+    return train_subset or n - round(val_fraction * n)
+
+
+def split_problems(
+    n: int, val_fraction: float, train_subset: int | None, batch_size: int, source: str
+) -> list[str]:
+    """The data.* values that n training images cannot satisfy (at most one line; `source` names
+    the n images, e.g. mnist's 60000)."""
+    val, held = round(val_fraction * n), f"data.val_fraction={val_fraction}"
+    if val == 0:
+        return [
+            f"{held} holds out no validation image of {source} training images: "
+            f"use data.val_fraction>={1 / n:.2g}"
+        ]
+    left, split = n - val, f"{source} less the {val} held out by {held}"
+    if train_subset is not None and train_subset > left:
+        return [
+            f"data.train_subset={train_subset} is more than the {left} training images left "
+            f"({split}): use data.train_subset<={left} (or null: all of them)"
+        ]
+    train = train_count(n, val_fraction, train_subset)
+    if batch_size > train:
+        split = f"data.train_subset={train_subset}" if train_subset is not None else split
+        return [
+            f"data.batch_size={batch_size} is larger than the {train} training images "
+            f"({split}): use data.batch_size<={train}"
+        ]
+    return []
+
+
 class SeededBatch(NamedTuple):
     """A training batch's indices and the seed its augmentation draws from."""
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
 import torch
+from pydantic import Field
 from torch import nn
 
 from ablate.diagnostics.base import (
@@ -18,6 +19,11 @@ from ablate.diagnostics.base import (
     log_histograms,
     log_scalars,
 )
+from ablate.schema.fields import NonNegativeInt, allowed
+
+Percentiles = Annotated[
+    list[Annotated[float, Field(ge=0, le=100)]], allowed("a list of numbers in [0, 100]")
+]
 
 
 def tensor_stats(x: torch.Tensor, percentiles: Sequence[float] = PERCENTILES) -> dict[str, float]:
@@ -45,9 +51,9 @@ class ActivationStats(L.Callback):
 
     def __init__(
         self,
-        every_n_steps: int = 50,
-        histogram_every_n_steps: int = 0,
-        percentiles: Sequence[float] = PERCENTILES,
+        every_n_steps: NonNegativeInt = 50,
+        histogram_every_n_steps: NonNegativeInt = 0,
+        percentiles: Percentiles = PERCENTILES,
     ) -> None:
         self.every_n_steps, self.histogram_every_n_steps = every_n_steps, histogram_every_n_steps
         self.percentiles = tuple(percentiles)

@@ -6,6 +6,7 @@ import lightning as L
 import torch
 
 from ablate.diagnostics.base import due, log_histograms, log_scalars, measured_layers
+from ablate.schema.fields import NonNegativeInt
 
 
 class GradientHealth(L.Callback):
@@ -13,7 +14,9 @@ class GradientHealth(L.Callback):
     ||w_after - w_before|| / ||w_before|| of the optimizer step (decay included); histograms of
     weights and gradients every `histogram_every_n_steps` (0: never)."""
 
-    def __init__(self, every_n_steps: int = 50, histogram_every_n_steps: int = 0) -> None:
+    def __init__(
+        self, every_n_steps: NonNegativeInt = 50, histogram_every_n_steps: NonNegativeInt = 0
+    ) -> None:
         self.every_n_steps, self.histogram_every_n_steps = every_n_steps, histogram_every_n_steps
         self._before: dict[str, torch.Tensor] = {}
         self._step: int | None = None

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ablate.diagnostics.base import due, log_scalars
+from ablate.schema.fields import NonNegativeInt, Positive, PositiveInt
 
 
 class LandscapeProbe(L.Callback):
@@ -31,15 +32,15 @@ class LandscapeProbe(L.Callback):
 
     def __init__(
         self,
-        every_n_steps: int = 100,
-        min_factor: float = 0.5,
-        max_factor: float = 4.0,
-        points: int = 4,
+        every_n_steps: NonNegativeInt = 100,
+        min_factor: Positive = 0.5,
+        max_factor: Positive = 4.0,
+        points: PositiveInt = 4,
     ) -> None:
-        if not (0 < min_factor <= max_factor and points >= 1):
+        if min_factor > max_factor:
             raise ValueError(
-                f"LandscapeProbe needs 0 < min_factor <= max_factor and points >= 1, got "
-                f"min_factor={min_factor}, max_factor={max_factor}, points={points}"
+                f"diagnostics.landscape.min_factor={min_factor} > max_factor={max_factor}: "
+                "swap them"
             )
         self.every_n_steps = every_n_steps
         self.factors = np.geomspace(min_factor, max_factor, points).tolist()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ablate.schema.fields import one_of
+from ablate.techniques.init import GAINS
 from ablate.techniques.norm import Norm
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -15,6 +17,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
 }
+
+Activation = one_of(*sorted(set(ACTIVATIONS) & set(GAINS)))  # every one has an init gain
 
 
 def activation_layer(name: str) -> nn.Module:

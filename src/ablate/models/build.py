@@ -13,6 +13,16 @@ from ablate.techniques.init import apply_init
 from ablate.techniques.reg import Reg
 
 log = logging.getLogger(__name__)
+# What build_model passes every network itself (the rest of its arguments are model.* keys).
+NET_ARGS = (
+    "in_channels",
+    "num_classes",
+    "image_size",
+    "norm",
+    "dropout",
+    "dropout2d",
+    "input_dropout",
+)
 
 
 def build_model(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ablate.models.blocks import conv_block, hidden_norm_and_activation
+from ablate.models.blocks import Activation, conv_block, hidden_norm_and_activation
+from ablate.schema.fields import Bool, NonNegativeInt, PositiveInt, PositiveInts
 from ablate.techniques.norm import Norm
 from ablate.techniques.norm import none as no_norm
 
@@ -17,16 +18,16 @@ class CNN(nn.Module):
         in_channels: int,
         num_classes: int,
         image_size: tuple[int, int],
-        channels: list[int] = (32, 64),
-        hidden: int = 128,
-        activation: str = "relu",
-        pool: bool = True,
+        channels: PositiveInts = (32, 64),
+        hidden: NonNegativeInt = 128,
+        activation: Activation = "relu",
+        pool: Bool = True,
         norm: Norm | None = None,
         dropout: float = 0.0,
         dropout2d: float = 0.0,
         input_dropout: float = 0.0,
-        head_norm: bool = False,
-        convs: int = 1,
+        head_norm: Bool = False,
+        convs: PositiveInt = 1,
     ) -> None:
         super().__init__()
         norm = norm or no_norm()

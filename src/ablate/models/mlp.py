@@ -8,21 +8,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Annotated
 
+from pydantic import Field
 from torch import nn
 
-from ablate.models.blocks import dense_block
+from ablate.models.blocks import Activation, dense_block
+from ablate.schema.fields import OptionalNonNegativeInt, allowed
 from ablate.techniques.norm import Norm
 from ablate.techniques.norm import none as no_norm
 
 log = logging.getLogger(__name__)
+Widths = Annotated[
+    Annotated[int, Field(gt=0)] | Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)],
+    allowed("a positive integer or a non-empty list of them"),
+]
 
 
 def hidden_widths(depth: int | None, width: int | Sequence[int]) -> list[int]:
     """The hidden layers' widths: `depth` x `width`, or the list `width` (then depth is its length)."""
     if isinstance(width, int):
-        if depth is None or depth < 0:
-            raise ValueError(f"model.depth={depth!r} is not allowed: an integer >= 0")
+        if depth is None:
+            raise ValueError("model.depth=null needs a list model.width: set model.depth=<n>")
         return [width] * depth
     widths = list(width)
     if depth is not None and depth != len(widths):
@@ -46,9 +53,9 @@ class MLP(nn.Module):
         in_channels: int,
         num_classes: int,
         image_size: tuple[int, int],
-        depth: int | None = 3,
-        width: int | Sequence[int] = 128,
-        activation: str = "relu",
+        depth: OptionalNonNegativeInt = 3,
+        width: Widths = 128,
+        activation: Activation = "relu",
         norm: Norm | None = None,
         dropout: float = 0.0,
         dropout2d: float = 0.0,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ablate.models.blocks import conv_block
+from ablate.models.blocks import Activation, conv_block
+from ablate.schema.fields import NonNegativeInt, PositiveInt
 from ablate.techniques.norm import Norm
 from ablate.techniques.norm import none as no_norm
 
@@ -17,10 +18,10 @@ class PlainDeep(nn.Module):
         in_channels: int,
         num_classes: int,
         image_size: tuple[int, int],
-        depth: int = 20,
-        width: int = 16,
-        activation: str = "relu",
-        pool_stages: int = 2,
+        depth: PositiveInt = 20,
+        width: PositiveInt = 16,
+        activation: Activation = "relu",
+        pool_stages: NonNegativeInt = 2,
         norm: Norm | None = None,
         dropout: float = 0.0,
         dropout2d: float = 0.0,

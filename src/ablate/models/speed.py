@@ -9,20 +9,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from ablate.schema.fields import Bool
+
 log = logging.getLogger(__name__)
 
 SPEED_KEYS = ("channels_last", "compile")
 EVAL_KEYS = ("tta_flip",)  # how the module predicts (module.py), not an argument of the net
+SWITCHES = dict.fromkeys(SPEED_KEYS + EVAL_KEYS, Bool)  # model keys besides the net's arguments
 
 
 def split_speed_keys(model_cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, bool]]:
     """The model node without the speed switches (the architecture's arguments), and the switches."""
     arch = {k: v for k, v in model_cfg.items() if k not in SPEED_KEYS + EVAL_KEYS}
-    speed = {k: model_cfg.get(k, False) for k in SPEED_KEYS}
-    for k, v in speed.items():
-        if not isinstance(v, bool):
-            raise ValueError(f"model.{k}={v!r} is not allowed: true or false")
-    return arch, speed
+    return arch, {k: model_cfg.get(k, False) for k in SPEED_KEYS}
 
 
 def _channels_last_input(module: nn.Module, args: tuple) -> tuple:

@@ -1,22 +1,23 @@
-"""Field types of the config schema: each names what it allows, for the one-line message."""
+"""Field types that name what they allow: the techniques annotate their parameters with them.
+
+The config check reads a target's annotations (ablate.schema), and `checked` applies the same
+annotations when the technique is called from Python, so each range is written once.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
     ValidationError,
     WrapValidator,
+    validate_call,
 )
 from pydantic_core import PydanticCustomError
-
-from ablate.models.blocks import ACTIVATIONS
-from ablate.techniques.init import GAINS
 
 
 def allowed(text: str) -> WrapValidator:
@@ -41,8 +42,15 @@ def pair(item: Any, text: str) -> Any:
     return Annotated[list[item], Field(min_length=2, max_length=2), allowed(text)]
 
 
-def _ge(bound: float) -> Any:
-    return Annotated[float, Field(ge=bound)]
+def _ordered(low_high: list[float]) -> list[float]:
+    if low_high[0] > low_high[1]:
+        raise ValueError("low > high")
+    return low_high
+
+
+def checked(fn: Any) -> Any:
+    """Check a technique's arguments against its annotations when it is called from Python too."""
+    return validate_call(config=ConfigDict(arbitrary_types_allowed=True))(fn)
 
 
 PositiveInt = Annotated[int, Field(gt=0), allowed("a positive integer")]
@@ -56,10 +64,34 @@ OptionalNonNegativeInt = Annotated[
 Number = Annotated[float, allowed("a number")]
 Positive = Annotated[float, Field(gt=0), allowed("a number > 0")]
 NonNegative = Annotated[float, Field(ge=0), allowed("a number >= 0")]
-OptionalNonNegative = Annotated[None | _ge(0), allowed("null or a number >= 0")]
+OptionalNonNegative = Annotated[
+    None | Annotated[float, Field(ge=0)], allowed("null or a number >= 0")
+]
+OptionalPositive = Annotated[None | Annotated[float, Field(gt=0)], allowed("null or a number > 0")]
 Probability = Annotated[float, Field(ge=0, lt=1), allowed("a number in [0, 1)")]
+OptionalProbability = Annotated[
+    None | Annotated[float, Field(ge=0, lt=1)], allowed("null or a number in [0, 1)")
+]
 Fraction = Annotated[float, Field(ge=0, le=1), allowed("a number in [0, 1]")]
+OptionalFraction = Annotated[
+    None | Annotated[float, Field(ge=0, le=1)], allowed("null or a number in [0, 1]")
+]
 OpenFraction = Annotated[float, Field(gt=0, lt=1), allowed("a number in (0, 1)")]
+Fractions = Annotated[
+    list[Annotated[float, Field(ge=0, le=1)]], allowed("a list of fractions of training in [0, 1]")
+]
+PositiveInts = Annotated[
+    list[Annotated[int, Field(gt=0)]],
+    Field(min_length=1),
+    allowed("a non-empty list of positive integers"),
+]
+PositiveRange = Annotated[
+    list[Annotated[float, Field(gt=0)]],
+    Field(min_length=2, max_length=2),
+    AfterValidator(_ordered),
+    allowed("a pair [low, high] with 0 < low <= high"),
+]
+ImageSize = pair(Annotated[int, Field(gt=0)], "[height, width], positive integers")
 Bool = Annotated[bool, allowed("true or false")]
 OptionalBool = Annotated[bool | None, allowed("null, true or false")]
 Text = Annotated[str, Field(min_length=1), allowed("a non-empty string")]
@@ -67,9 +99,6 @@ Target = Annotated[Text, Field(alias="_target_")]
 Partial = Annotated[
     Literal[True], allowed("true (the code adds the other arguments)"), Field(alias="_partial_")
 ]
-Activation = one_of(*sorted(set(ACTIVATIONS) & set(GAINS)))
-Gain = Annotated[Literal["auto"] | Annotated[float, Field(gt=0)], allowed("auto or a number > 0")]
-Distribution = one_of("normal", "uniform")
 
 
 class Schema(BaseModel):
@@ -79,28 +108,3 @@ class Schema(BaseModel):
     model_config = ConfigDict(
         extra="forbid", strict=True, populate_by_name=True, allow_inf_nan=False
     )
-
-
-class Open(Schema):
-    """A node whose `_target_` the schema does not know: its constructor checks its keys."""
-
-    model_config = ConfigDict(extra="allow")
-    target: Target
-
-
-def by_target(options: dict[str, type[BaseModel]], untargeted: type[BaseModel] = Open) -> Any:
-    """One model per `_target_`; an unknown one gets Open (`untargeted`: a node without one)."""
-
-    def tag(node: Any) -> str:
-        target = node.get("_target_") if isinstance(node, dict) else None
-        return target if target in options else ("open" if target else "untargeted")
-
-    members = [Annotated[m, Tag(t)] for t, m in options.items()]
-    members += [Annotated[Open, Tag("open")], Annotated[untargeted, Tag("untargeted")]]
-    return Annotated[Union[tuple(members)], Discriminator(tag)]  # noqa: UP007
-
-
-def model_for(options: dict[str, type[BaseModel]], node: Any) -> type[BaseModel]:
-    """The model by_target picks for a node."""
-    target = node.get("_target_") if isinstance(node, dict) else None
-    return options.get(target, Open)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
+
+from ablate.schema.fields import Number, allowed, one_of
 
 # Gain = the factor that keeps activation variance constant through the nonlinearity
 # (He et al. 2015; torch.nn.init.calculate_gain). GELU/SiLU/ELU have no closed form and
@@ -23,6 +27,8 @@ GAINS: dict[str, float] = {
 }
 
 InitFn = Callable[[torch.Tensor, str], None]
+Distribution = one_of("normal", "uniform")
+Gain = Annotated[Literal["auto"] | Annotated[float, Field(gt=0)], allowed("auto or a number > 0")]
 
 
 def gain_for(activation: str) -> float:
@@ -48,7 +54,10 @@ def _sample(weight: torch.Tensor, std: float, distribution: str) -> None:
 
 
 def he(
-    weight: torch.Tensor, activation: str, distribution: str = "normal", mode: str = "fan_in"
+    weight: torch.Tensor,
+    activation: str,
+    distribution: Distribution = "normal",
+    mode: one_of("fan_in", "fan_out") = "fan_in",
 ) -> None:
     """He/Kaiming (He et al. 2015): std = gain / sqrt(fan), gain from the activation."""
     fan_in, fan_out = _fans(weight)
@@ -57,7 +66,7 @@ def he(
 
 
 def xavier(
-    weight: torch.Tensor, activation: str, distribution: str = "normal", gain: float | str = 1.0
+    weight: torch.Tensor, activation: str, distribution: Distribution = "normal", gain: Gain = 1.0
 ) -> None:
     """Xavier/Glorot (Glorot & Bengio 2010): std = gain * sqrt(2 / (fan_in + fan_out))."""
     g = gain_for(activation) if gain == "auto" else float(gain)
@@ -65,19 +74,19 @@ def xavier(
     _sample(weight, g * math.sqrt(2.0 / (fan_in + fan_out)), distribution)
 
 
-def lecun(weight: torch.Tensor, activation: str, distribution: str = "normal") -> None:
+def lecun(weight: torch.Tensor, activation: str, distribution: Distribution = "normal") -> None:
     """LeCun (LeCun et al. 1998): std = 1 / sqrt(fan_in), the SELU/tanh-regime choice."""
     fan_in, _ = _fans(weight)
     _sample(weight, 1.0 / math.sqrt(fan_in), distribution)
 
 
-def orthogonal(weight: torch.Tensor, activation: str, gain: float | str = "auto") -> None:
+def orthogonal(weight: torch.Tensor, activation: str, gain: Gain = "auto") -> None:
     """Orthogonal (Saxe et al. 2014): a (flattened) orthogonal matrix scaled by the gain."""
     g = gain_for(activation) if gain == "auto" else float(gain)
     nn.init.orthogonal_(weight, gain=g)
 
 
-def constant(weight: torch.Tensor, activation: str, value: float = 0.01) -> None:
+def constant(weight: torch.Tensor, activation: str, value: Number = 0.01) -> None:
     """Every weight the same value: all units of a layer stay identical (the symmetry problem)."""
     nn.init.constant_(weight, value)
 

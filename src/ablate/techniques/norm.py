@@ -8,7 +8,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ablate.schema.fields import (
+    Bool,
+    NonNegative,
+    OptionalFraction,
+    Positive,
+    PositiveInt,
+    PositiveRange,
+    checked,
+    one_of,
+)
+
 PLACEMENTS = ("before_act", "after_act")
+Placement = one_of(*PLACEMENTS)
 
 
 @dataclass(frozen=True)
@@ -22,10 +34,6 @@ class Norm:
         True  # has a per-channel beta, which makes a preceding layer's bias redundant
     )
     vectors: bool = True  # can normalize (N, C) feature vectors (InstanceNorm has no extent to use)
-
-    def __post_init__(self) -> None:
-        if self.placement not in PLACEMENTS:
-            raise ValueError(f"norm.placement={self.placement!r}: allowed values are {PLACEMENTS}")
 
     def __call__(self, channels: int) -> nn.Module:
         return self.make(channels)
@@ -59,12 +67,16 @@ class AsVectors(nn.Module):
         return self.norm(x[:, :, None, None]).flatten(1)
 
 
-def none(placement: str = "before_act") -> Norm:
+@checked
+def none(placement: Placement = "before_act") -> Norm:
     """No normalization (identity)."""
     return Norm("none", lambda c: nn.Identity(), placement, learned_shift=False)
 
 
-def batch(placement: str = "before_act", eps: float = 1e-5, momentum: float = 0.1) -> Norm:
+@checked
+def batch(
+    placement: Placement = "before_act", eps: Positive = 1e-5, momentum: OptionalFraction = 0.1
+) -> Norm:
     """BatchNorm (Ioffe & Szegedy 2015): batch mean/var per channel, running stats at eval."""
     return Norm("batch", lambda c: nn.BatchNorm2d(c, eps=eps, momentum=momentum), placement)
 
@@ -83,11 +95,6 @@ class NoisyShift(nn.Module):
     ) -> None:
         super().__init__()
         low, high = scale
-        if shift < 0 or not 0 < low <= high:
-            raise ValueError(
-                f"noisy BN needs shift >= 0 and 0 < scale[0] <= scale[1], got shift={shift}, "
-                f"scale={tuple(scale)}"
-            )
         self.shift, self.scale, self.per_sample = (
             float(shift),
             (float(low), float(high)),
@@ -107,16 +114,16 @@ class NoisyShift(nn.Module):
         return f"shift={self.shift}, scale={self.scale}, per_sample={self.per_sample}"
 
 
+@checked
 def batch_noisy(
-    placement: str = "before_act",
-    eps: float = 1e-5,
-    momentum: float = 0.1,
-    shift: float = 1.0,
-    scale: tuple[float, float] = (0.5, 2.0),
-    per_sample: bool = True,
+    placement: Placement = "before_act",
+    eps: Positive = 1e-5,
+    momentum: OptionalFraction = 0.1,
+    shift: NonNegative = 1.0,
+    scale: PositiveRange = (0.5, 2.0),
+    per_sample: Bool = True,
 ) -> Norm:
     """BatchNorm followed by NoisyShift: BN's output distribution made unstable on purpose."""
-    NoisyShift(shift, tuple(scale), per_sample)  # check the ranges now, not at model build
 
     def make(c: int) -> nn.Module:
         bn = nn.BatchNorm2d(c, eps=eps, momentum=momentum)
@@ -125,17 +132,22 @@ def batch_noisy(
     return Norm("batch_noisy", make, placement)
 
 
-def layer(placement: str = "before_act", eps: float = 1e-5) -> Norm:
+@checked
+def layer(placement: Placement = "before_act", eps: Positive = 1e-5) -> Norm:
     """LayerNorm over (C, H, W) per sample, with a per-channel affine (Wu & He 2018: GN with G=1)."""
     return Norm("layer", lambda c: nn.GroupNorm(1, c, eps=eps), placement)
 
 
-def group(groups: int = 8, placement: str = "before_act", eps: float = 1e-5) -> Norm:
+@checked
+def group(
+    groups: PositiveInt = 8, placement: Placement = "before_act", eps: Positive = 1e-5
+) -> Norm:
     """GroupNorm (Wu & He 2018): per-sample statistics over groups of channels; batch-size free."""
     return Norm("group", lambda c: nn.GroupNorm(groups, c, eps=eps), placement)
 
 
-def instance(placement: str = "before_act", eps: float = 1e-5) -> Norm:
+@checked
+def instance(placement: Placement = "before_act", eps: Positive = 1e-5) -> Norm:
     """InstanceNorm (Ulyanov et al. 2016): per-sample, per-channel statistics over (H, W)."""
     make = lambda c: nn.InstanceNorm2d(c, eps=eps, affine=True)  # noqa: E731
     return Norm("instance", make, placement, vectors=False)

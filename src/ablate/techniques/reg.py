@@ -7,12 +7,12 @@ weights only (dim >= 2), never biases or normalization parameters; the model rea
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
 from torch import nn
 
+from ablate.schema.fields import NonNegative, OptionalPositive, OptionalProbability, Probability
 from ablate.techniques.norm import NORM_TYPES
 
 
@@ -45,52 +45,30 @@ def penalty(weights: list[torch.Tensor], l1: float = 0.0, l2: float = 0.0) -> to
     return total
 
 
-_RANGES = {  # key -> (test, what is allowed)
-    "l1": (lambda v: v >= 0, "a number >= 0"),
-    "l2": (lambda v: v >= 0, "a number >= 0"),
-    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
-    "dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "dropout2d": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "label_smoothing": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
-}
-_OPTIONAL_RANGES = {  # null = off; keys added later, so earlier runs' identities (nulls dropped) hold
-    "input_dropout": (lambda v: 0 <= v < 1, "null or a number in [0, 1)"),
-    "max_norm": (lambda v: v > 0, "null or a number > 0"),
-}
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(strict=True, allow_inf_nan=False))
 class Reg:
-    """The regularizers of a run; every field off (0) by default and each combines with the others."""
+    """The regularizers of a run; every field off (0) by default and each combines with the others.
 
-    l1: float = 0.0  # loss += l1 * sum|w|
-    l2: float = 0.0  # loss += l2 * sum w^2
-    weight_decay: float = (
+    Its fields' types are the allowed ranges: the config check reads them, and building checks them.
+    """
+
+    l1: NonNegative = 0.0  # loss += l1 * sum|w|
+    l2: NonNegative = 0.0  # loss += l2 * sum w^2
+    weight_decay: NonNegative = (
         0.0  # decoupled: w <- w - lr * weight_decay * w (Loshchilov & Hutter 2019)
     )
-    dropout: float = (
+    dropout: Probability = (
         0.0  # inverted Dropout before each linear layer of a head (Srivastava et al. 2014)
     )
-    dropout2d: float = 0.0  # Dropout2d after each conv block: whole channels (Tompson et al. 2015)
-    label_smoothing: float = 0.0  # training loss only (Szegedy et al. 2016, Sec. 7)
-    input_dropout: float | None = None  # Dropout on the network's input; null = 0 (Srivastava: 0.2)
-    max_norm: float | None = (
-        None  # ||incoming weights of a unit||_2 <= c after each step; null = off
+    dropout2d: Probability = (
+        0.0  # Dropout2d after each conv block: whole channels (Tompson et al. 2015)
     )
+    label_smoothing: Probability = 0.0  # training loss only (Szegedy et al. 2016, Sec. 7)
+    # null = off: keys added later, so earlier runs' identities (nulls dropped) hold
+    input_dropout: OptionalProbability = None  # Dropout on the network's input (Srivastava: 0.2)
+    max_norm: OptionalPositive = None  # ||incoming weights of a unit||_2 <= c after each step
 
     def __post_init__(self) -> None:
-        for key, (test, allowed) in _RANGES.items():
-            v = getattr(self, key)
-            if not (_is_number(v) and test(v)):
-                raise ValueError(f"reg.{key}={v!r} is not allowed: {allowed}")
-        for key, (test, allowed) in _OPTIONAL_RANGES.items():
-            v = getattr(self, key)
-            if v is not None and not (_is_number(v) and test(v)):
-                raise ValueError(f"reg.{key}={v!r} is not allowed: {allowed}")
         if self.input_dropout is None:  # the model reads a rate: null means no input dropout
             object.__setattr__(self, "input_dropout", 0.0)
 

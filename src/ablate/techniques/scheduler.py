@@ -7,9 +7,14 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
+from ablate.schema.fields import Fraction, Fractions, NonNegativeInt, OpenFraction, Positive
+
 
 def cosine(
-    optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0
+    optimizer: Optimizer,
+    total_steps: int,
+    warmup_steps: NonNegativeInt = 0,
+    min_ratio: Fraction = 0.0,
 ) -> LRScheduler:
     """Linear warm-up, then cosine decay to min_ratio * lr at the last step (Loshchilov & Hutter 2017)."""
 
@@ -25,9 +30,9 @@ def cosine(
 def onecycle(
     optimizer: Optimizer,
     total_steps: int,
-    pct_start: float = 0.25,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e4,
+    pct_start: OpenFraction = 0.25,
+    div_factor: Positive = 25.0,
+    final_div_factor: Positive = 1e4,
 ) -> LRScheduler:
     """One-cycle (Smith & Topin 2019): warm up to optim.lr over pct_start of training, anneal to ~0."""
     max_lr = [g["lr"] for g in optimizer.param_groups]
@@ -48,8 +53,8 @@ def onecycle(
 def step(
     optimizer: Optimizer,
     total_steps: int,
-    milestones: tuple[float, ...] = (0.5, 0.75),
-    gamma: float = 0.1,
+    milestones: Fractions = (0.5, 0.75),
+    gamma: Positive = 0.1,
 ) -> LRScheduler:
     """Multiply the lr by gamma at the given fractions of training (e.g. 50% and 75%)."""
     bounds = sorted(int(m * total_steps) for m in milestones)

@@ -127,6 +127,7 @@ class CIFAR10(ImageDataModule):
     """CIFAR-10 (Krizhevsky 2009) under <root>, in the first of the accepted layouts found."""
 
     name = "cifar10"
+    images = {"train": 50000, "test": 10000}  # the official splits
 
     @classmethod
     def locate(cls, root: Path, *, download: bool) -> None:

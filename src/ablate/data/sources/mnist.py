@@ -143,6 +143,7 @@ class MNIST(ImageDataModule):
     """MNIST (LeCun et al. 1998): the IDX files under <root>/MNIST/raw, downloaded there when online."""
 
     name = "mnist"
+    images = {"train": 60000, "test": 10000}  # the official splits
     folder = "MNIST"  # torchvision's dataset class and folder name
 
     @classmethod

@@ -1,14 +1,18 @@
-"""The open-ended nodes: `trainer` (any lightning.Trainer argument, the known ones typed), `diagnostics`."""
+"""Types for the keys of targets that are not ablate's: torch optimizers and the Lightning Trainer.
+
+Their own annotations are not ablate's types, so their known keys are typed here; any other
+argument of their signature is taken as they take it.
+"""
 
 from __future__ import annotations
 
-import inspect
 from typing import Annotated, Any, Literal
 
-import lightning as L
-from pydantic import ConfigDict, Field, create_model
+from pydantic import Field
 
 from ablate.schema.fields import (
+    Bool,
+    NonNegative,
     NonNegativeInt,
     OptionalBool,
     OptionalNonNegative,
@@ -16,11 +20,26 @@ from ablate.schema.fields import (
     OptionalPositiveInt,
     Positive,
     PositiveInt,
-    Schema,
-    Target,
     Text,
     allowed,
+    pair,
 )
+
+NoDecay = Annotated[
+    float, Field(ge=0, le=0), allowed("0 (decay is reg.weight_decay: decoupled, weights only)")
+]
+OPTIM_TYPES: dict[str, Any] = {
+    "lr": Positive,
+    "weight_decay": NoDecay,
+    "momentum": NonNegative,
+    "dampening": NonNegative,
+    "nesterov": Bool,
+    "betas": pair(
+        Annotated[float, Field(ge=0, lt=1)], "a pair [beta1, beta2] of numbers in [0, 1)"
+    ),
+    "eps": NonNegative,
+    "amsgrad": Bool,
+}
 
 
 def _set_by_ablate(how: str) -> Any:
@@ -41,7 +60,6 @@ _SWITCHES = (
     "enable_autolog_hparams",
 )  # fmt: skip
 TRAINER_TYPES: dict[str, Any] = {
-    "target": Target,
     "accelerator": Text,
     "strategy": Text,
     "devices": Annotated[
@@ -61,8 +79,9 @@ TRAINER_TYPES: dict[str, Any] = {
     "min_epochs": OptionalNonNegativeInt,
     "max_steps": _int_or_minus_one("a positive integer or -1 (no limit)"),
     "min_steps": OptionalNonNegativeInt,
-    "val_check_interval": Annotated[
-        None | Annotated[float, Field(gt=0)], allowed("null or a number > 0")
+    "val_check_interval": Annotated[  # Lightning: a fraction of the epoch, or a number of batches
+        None | Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0, le=1)],
+        allowed("null, a fraction of an epoch in (0, 1] or a number of batches"),
     ],
     "check_val_every_n_epoch": OptionalPositiveInt,
     "num_sanity_val_steps": Annotated[
@@ -86,25 +105,3 @@ TRAINER_TYPES: dict[str, Any] = {
     "deterministic": _set_by_ablate("use the top-level deterministic=true/false"),
     "plugins": _set_by_ablate("ablate adds its own checkpoint writer"),
 }
-TRAINER_ARGS = sorted(set(inspect.signature(L.Trainer.__init__).parameters) - {"self"})
-# Any lightning.Trainer argument (the known ones typed, the rest as Trainer takes them), nothing else.
-Trainer = create_model(
-    "Trainer",
-    __base__=Schema,
-    **{arg: (TRAINER_TYPES.get(arg, Any), None) for arg in ["target", *TRAINER_ARGS]},
-)
-
-
-class Diagnostic(Schema):
-    """A diagnostics callback: its intervals typed, other arguments left to its constructor."""
-
-    model_config = ConfigDict(extra="allow")
-    target: Target
-    every_n_steps: NonNegativeInt = 50
-    histogram_every_n_steps: NonNegativeInt = 200
-    percentiles: Annotated[
-        list[Annotated[float, Field(ge=0, le=100)]], allowed("a list of numbers in [0, 100]")
-    ] = [15, 50, 85]
-    min_factor: Positive = 0.5
-    max_factor: Positive = 4.0
-    points: PositiveInt = 4
