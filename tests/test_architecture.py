@@ -13,9 +13,9 @@ SRC = REPO / "src"
 MAX_LINES = 300
 # Modules allowed over MAX_LINES, each with its reason (none is the goal).
 LONG_MODULES = {
-    # 302 lines; item 5 of issue 24 (refusing a batch larger than the training split) edits it on
-    # another branch at the same time: split it once that lands.
-    "ablate.data.datamodule": "being changed by the refusals-after-loading work",
+    # ~307 lines: one LightningDataModule with two data paths (CPU loader, device batches) and the
+    # size checks that need the loaded data; the loaders and the config rules already live elsewhere.
+    "ablate.data.datamodule": "one datamodule, two data paths",
 }
 LAYERS = ("load", "judge", "render")  # ablate.report's layers, bottom first
 

@@ -47,6 +47,10 @@ def _compose(*overrides: str):
         ),
         (["data.val_fraction=1.5"], "data.val_fraction=1.5 is not allowed: a number in (0, 1)"),
         (["model.activation=swish"], "model.activation='swish' is not allowed"),
+        (
+            ["trainer.devices=2", "+trainer.strategy=ddp_spawn"],
+            "trainer.devices=2 with data.on_device=None: the datamodule shards batches",
+        ),
     ],
 )
 def test_value_problems_name_key_and_allowed_values(overrides, expected):

@@ -23,6 +23,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ablate.config import CONF_DIR
 from ablate.data.decode import DatasetNotFoundError
 from ablate.run.tracking import missing_extras
 from ablate.schema.config import schema_problems
@@ -137,12 +138,41 @@ def cross_key_problems(conf: dict, cfg: DictConfig, choices: Mapping | None = No
             f"model.head_norm=true with norm={name}: a feature vector has no spatial extent to "
             "normalize over; use norm=batch, layer or group, or model.head_norm=false"
         )
+    source = get_class(data["_target_"])
+    if getattr(source, "name", None) not in (None, data.get("dataset")):  # mislabels reports
+        option = (
+            data["dataset"]
+            if (CONF_DIR / "data" / f"{data['dataset']}.yaml").exists()
+            else "<option>"
+        )
+        problems.append(
+            f"data.dataset={data.get('dataset')!r}, but {source.__name__} reads {source.name}: "
+            f"choose the dataset with data={option} and leave data.dataset out"
+        )
+    problems += sampler_problems(cfg, data)
     if model.get("tta_flip") is True and data.get("aug_family") == "digits":
         problems.append(
             "model.tta_flip=true with digits: a mirrored 2, 3, 7 or 9 is not a digit, so "
             "averaging over mirrors hurts; use model.tta_flip=false on MNIST"
         )
     return problems
+
+
+def sampler_problems(cfg: DictConfig, data: dict) -> list[str]:
+    """DDP on the CPU data path: the datamodule shards its own batches, Lightning must not."""
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True) if "trainer" in cfg else {}
+    devices = trainer.get("devices", 1)
+    many = (isinstance(devices, int) and (devices > 1 or devices == -1)) or (
+        isinstance(devices, list) and len(devices) > 1
+    )
+    if not (many or (trainer.get("num_nodes") or 1) > 1) or data.get("on_device") is True:
+        return []
+    if trainer.get("use_distributed_sampler", True) is False:
+        return []
+    return [
+        f"trainer.devices={devices} with data.on_device={data.get('on_device')}: the datamodule "
+        "shards batches over ranks itself; add trainer.use_distributed_sampler=false (trainer=ddp sets it)"
+    ]
 
 
 def value_problems(cfg: DictConfig, choices: Mapping | None = None) -> list[str]:

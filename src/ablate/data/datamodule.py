@@ -22,9 +22,8 @@ import lightning as L
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader
 
-from ablate.config import CONF_DIR
 from ablate.data import cache
 from ablate.data.augment import BatchAugment, build_augment
 from ablate.data.decode import DataSizeError, ImageData, Size
@@ -37,8 +36,8 @@ from ablate.data.device_aug import (
 from ablate.data.loaders import (
     BatchDataset,
     DeviceBatches,
-    ShardedBatchSampler,
     channel_stats,
+    cpu_loader,
     split_indices,
     split_problems,
     spread_over_classes,
@@ -90,12 +89,6 @@ class ImageDataModule(L.LightningDataModule):
         on_device: OptionalBool = None,
     ) -> None:
         super().__init__()
-        if self.name is not None and dataset != self.name:  # a label that would mislabel reports
-            option = dataset if (CONF_DIR / "data" / f"{dataset}.yaml").exists() else "<option>"
-            raise ValueError(
-                f"data.dataset={dataset!r}, but {type(self).__name__} reads {self.name}: "
-                f"choose the dataset with data={option} and leave data.dataset out"
-            )
         self.dataset, self.root, self.cache_dir, self.download = dataset, root, cache_dir, download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.val_fraction = num_workers, val_fraction
@@ -249,26 +242,11 @@ class ImageDataModule(L.LightningDataModule):
         size = self.batch_size if shuffle else self.eval_batch_size
         if self.data_path == "device":
             return self._device_loader(split, shuffle, limit, size, rank, world)
-        trainer = self.trainer
-        sampler_by_lightning = trainer and trainer._accelerator_connector.use_distributed_sampler
-        if world > 1 and sampler_by_lightning:
-            raise ValueError(
-                "distributed training with data.on_device=false needs "
-                "trainer.use_distributed_sampler=false (the datamodule shards batches itself; "
-                "trainer=ddp sets it)"
-            )
-        ds = BatchDataset(*self._split(split, limit), augment)
-        # The shuffle order has a generator of its own: the loader's (worker base seeds) is drawn
-        # from once per iterator, and persistent workers keep theirs, so sharing one generator
-        # would make the order depend on data.num_workers.
-        order = torch.Generator().manual_seed(self.seed)
-        gen = torch.Generator().manual_seed(self.seed)
-        base = RandomSampler(ds, generator=order) if shuffle else SequentialSampler(ds)
+        # DDP on this path needs trainer.use_distributed_sampler=false: a config check (validate)
         epoch = (lambda: self.trainer.current_epoch) if self.trainer else None
-        sampler = ShardedBatchSampler(base, size, rank, world, pad=shuffle, epoch=epoch,
-                                      seed=self.seed if augment is not None else None)  # fmt: skip
-        return DataLoader(ds, batch_size=None, sampler=sampler, num_workers=self.num_workers,
-                          generator=gen, persistent_workers=self.num_workers > 0)  # fmt: skip
+        x, y = self._split(split, limit)
+        return cpu_loader(BatchDataset(x, y, augment), size, shuffle, self.seed, rank, world,
+                          self.num_workers, epoch)  # fmt: skip
 
     def _device_loader(
         self, split: str, shuffle: bool, limit: int | None, size: int, rank: int, world: int

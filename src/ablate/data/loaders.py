@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from ablate.data.augment import BatchAugment
 from ablate.data.device_aug import (
@@ -238,3 +238,19 @@ class DeviceBatches:
             idx = order[i : i + self.batch_size]
             x = self.x[idx]
             yield (self.augment(x, g) if self.augment else x), self.y[idx]
+
+
+def cpu_loader(ds: BatchDataset, size: int, shuffle: bool, seed: int, rank: int, world: int,
+               num_workers: int, epoch: Callable[[], int] | None) -> DataLoader:  # fmt: skip
+    """The CPU path's loader: seeded batches of ds sharded over ranks, sliced in num_workers processes."""
+    # The shuffle order has a generator of its own: the loader's (worker base seeds) is drawn
+    # from once per iterator, and persistent workers keep theirs, so sharing one generator
+    # would make the order depend on data.num_workers.
+    order = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    base = RandomSampler(ds, generator=order) if shuffle else SequentialSampler(ds)
+    augmented = ds.augment is not None
+    sampler = ShardedBatchSampler(base, size, rank, world, pad=shuffle, epoch=epoch,
+                                  seed=seed if augmented else None)  # fmt: skip
+    return DataLoader(ds, batch_size=None, sampler=sampler, num_workers=num_workers,
+                      generator=gen, persistent_workers=num_workers > 0)  # fmt: skip
