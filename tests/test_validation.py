@@ -49,7 +49,7 @@ def _compose(*overrides: str):
         (["model.activation=swish"], "model.activation='swish' is not allowed"),
         (
             ["trainer.devices=2", "+trainer.strategy=ddp_spawn"],
-            "trainer.devices=2 with data.on_device=None: the datamodule shards batches",
+            "trainer.devices=2 with data.on_device=null: the datamodule shards batches",
         ),
     ],
 )

@@ -25,6 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ablate.config import CONF_DIR
 from ablate.data.decode import DatasetNotFoundError
+from ablate.overrides import value_text
 from ablate.run.tracking import missing_extras
 from ablate.schema.config import schema_problems
 
@@ -170,7 +171,7 @@ def sampler_problems(cfg: DictConfig, data: dict) -> list[str]:
     if trainer.get("use_distributed_sampler", True) is False:
         return []
     return [
-        f"trainer.devices={devices} with data.on_device={data.get('on_device')}: the datamodule "
+        f"trainer.devices={devices} with data.on_device={value_text(data.get('on_device'))}: the datamodule "
         "shards batches over ranks itself; add trainer.use_distributed_sampler=false (trainer=ddp sets it)"
     ]
 
