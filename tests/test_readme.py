@@ -98,7 +98,10 @@ def _fast(command: str, tmp: Path) -> str:
     words = shlex.split(command)
     if "--cfg" in words or words[-1:] == ["--help"]:
         return command
-    extra = [*TINY, f"log_dir={tmp / 'logs'}", f"data.cache_dir={CACHE}"]
+    tiny = TINY
+    if _expected_error(command):  # a refused value must stay the command's own: no tiny budget over it
+        tiny = [t for t in TINY if t.lstrip("+").split("=")[0] not in command]
+    extra = [*tiny, f"log_dir={tmp / 'logs'}", f"data.cache_dir={CACHE}"]
     extra += [v for k, v in SHRINK.items() if k in command]
     if words[0] == "make":
         if words[1] == "report":  # the sweep it reports on ran with the tiny overrides: a variant
