@@ -190,8 +190,9 @@ def test_callbacks_none_still_stops_diverged_runs_and_validates_at_max_steps(dat
     proc = run_cli(
         "-m",
         "max_loss=1000,0.5",
-        *fast_overrides(data_root, tmp_path),
+        *[a for a in fast_overrides(data_root, tmp_path) if not a.startswith("callbacks.")],
         "callbacks=none",
+        "+trainer.enable_progress_bar=false",
         "trainer.max_steps=5",  # an epoch is 600 * 0.9 / 32 = 17 steps
         f"hydra.sweep.dir={sweep}",
     )

@@ -1,6 +1,6 @@
 """The LightningModule: the training objective of `reg`, its steps and accuracy metrics.
 
-What a run watches besides (the learning curve, divergence, the step limit) are callbacks: ablate.training.
+What a run watches besides its steps (learning curve, divergence, step limit): ablate.training.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ class Classifier(L.LightningModule):
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Eval-time logits; with tta_flip, the mean over the image and its left-right mirror."""
+        # Part of the val/test steps, not a wrapper around the net: a wrapper would rename every
+        # parameter (checkpoints, the diagnostics' layer names) for what is a choice of evaluation.
         logits = self(x)
         if self.tta_flip:
             logits = (logits + self(x.flip(-1))) / 2
