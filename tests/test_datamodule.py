@@ -88,7 +88,9 @@ def test_standardization_uses_training_split_statistics(fake_data):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.integers(1, 40), st.sampled_from([1, 3]), st.integers(0, 2**32 - 1),
+    st.integers(1, 40),
+    st.sampled_from([1, 3]),
+    st.integers(0, 2**32 - 1),
     st.sampled_from(["uniform", "dark", "constant"]),
 )
 def test_channel_stats_equal_the_float_pixel_statistics(n, channels, seed, kind):

@@ -99,7 +99,9 @@ def _fast(command: str, tmp: Path) -> str:
     if "--cfg" in words or words[-1:] == ["--help"]:
         return command
     tiny = TINY
-    if _expected_error(command):  # a refused value must stay the command's own: no tiny budget over it
+    if _expected_error(
+        command
+    ):  # a refused value must stay the command's own: no tiny budget over it
         tiny = [t for t in TINY if t.lstrip("+").split("=")[0] not in command]
     extra = [*tiny, f"log_dir={tmp / 'logs'}", f"data.cache_dir={CACHE}"]
     extra += [v for k, v in SHRINK.items() if k in command]

@@ -337,3 +337,26 @@ def test_resume_fresh_moves_the_old_run_outside_the_sweeps_runs(data_root, tmp_p
     (sweep,) = (tmp_path / "logs" / "multiruns").iterdir()
     assert len([p for p in sweep.iterdir() if ".old-" in p.name]) == 2  # kept, not deleted
     assert sorted(r.name for r in load_sweep(sweep).runs) == ["norm=batch", "norm=none"]
+
+
+def test_a_checkpoint_from_before_the_curve_callback_resumes_to_the_same_result(
+    data_root, tmp_path, reference
+):
+    """Until ablate.training, the module kept the learning curve in checkpoints: "history" at the
+    top level, the running train loss in its state_dict. A run killed with such a last.ckpt resumes
+    to the uninterrupted run's result, learning curve included."""
+    run = tmp_path / "run"
+    args = _args(data_root, tmp_path, run)
+    killed = run_cli(*args, env={**ENV, "ABLATE_FAULT": "kill_at_step:10"})
+    assert killed.returncode == -signal.SIGKILL
+    path = run / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(path, weights_only=False)
+    curve = ckpt["callbacks"].pop("LearningCurve")
+    assert [h["step"] for h in curve["history"]] == [6]
+    assert curve["train_loss_since_val"]["weight"] == 2  # steps 7 and 8
+    ckpt["history"] = curve["history"]
+    for name, value in curve["train_loss_since_val"].items():
+        ckpt["state_dict"][f"_train_loss_since_val.{name}"] = value
+    torch.save(ckpt, path)
+    assert_ok(run_cli(*args, env=ENV))
+    assert_same_result(reference, run)

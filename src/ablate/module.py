@@ -1,4 +1,7 @@
-"""The LightningModule: the training objective of `reg`, divergence as a result, accuracy metrics."""
+"""The LightningModule: the training objective of `reg`, its steps and accuracy metrics.
+
+What a run watches besides its steps (learning curve, divergence, step limit): ablate.training.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +11,14 @@ from collections.abc import Callable
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ablate.techniques.reg import Reg, split_decay
+from ablate.training.curve import upgrade_checkpoint
 
 log = logging.getLogger(__name__)
-
-DIVERGENCE_READ_EVERY = 25  # steps between host syncs of the divergence test on an accelerator
-
-
-def read_interval(device: torch.device) -> int:
-    """Steps between reads of a device-side flag: 1 on CPU (free), else DIVERGENCE_READ_EVERY."""
-    return 1 if device.type == "cpu" else DIVERGENCE_READ_EVERY
-
-
-# Names the HParams tab compares runs on; logged once up front so TensorBoard knows them.
-HPARAM_METRICS = (
-    "test/acc",
-    "test/loss",
-    "val/acc_best",
-    "train_eval/acc",
-    "gap/train_val",
-    "gap/train_test",
-)
 
 
 class Classifier(L.LightningModule):
@@ -46,7 +31,6 @@ class Classifier(L.LightningModule):
         scheduler: Callable[..., object] | None = None,
         num_classes: int = 10,
         reg: Reg | None = None,
-        max_loss: float = float("inf"),
         tta_flip: bool = False,
     ) -> None:
         super().__init__()
@@ -54,10 +38,7 @@ class Classifier(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.reg = reg or Reg()
-        self.max_loss = max_loss
         self.tta_flip = tta_flip
-        self.diverged_at_step: int | None = None
-        self._first_bad_step: torch.Tensor | None = None  # on the device: see _check_divergence
         self.decay_weights, self.other_params, self.decay_names = split_decay(net)
         # Val/test report plain cross-entropy, comparable across runs with and without smoothing.
         self.criterion = self.reg.criterion()
@@ -69,25 +50,23 @@ class Classifier(L.LightningModule):
             MeanMetric(),
         )
         self.val_acc_best = MaxMetric()
-        self.history: list[dict[str, float]] = []  # one entry per validation: the learning curve
         # Epoch means as metrics (Lightning's own running means are not checkpointed). Persistent
         # metric states go into checkpoints: a run resumed mid-epoch reports the same numbers.
         # Updated every step: no NaN check (torchmetrics' check reads a flag from the device, a
-        # host sync per step; a NaN loss is caught by the divergence test) and no argument checks.
+        # host sync per step; a NaN loss is caught by ablate.training.divergence) and no argument
+        # checks.
         step_mean = lambda: MeanMetric(nan_strategy="disable")  # noqa: E731
         self.train_loss, self.train_data_loss, self.train_penalty = (
             step_mean(),
             step_mean(),
             step_mean(),
         )
-        self._train_loss_since_val = step_mean()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         for m in (
             self.train_acc,
             self.train_loss,
             self.train_data_loss,
             self.train_penalty,
-            self._train_loss_since_val,
             self.val_acc_best,
         ):
             m.persistent(True)
@@ -97,6 +76,8 @@ class Classifier(L.LightningModule):
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Eval-time logits; with tta_flip, the mean over the image and its left-right mirror."""
+        # Part of the val/test steps, not a wrapper around the net: a wrapper would rename every
+        # parameter (checkpoints, the diagnostics' layer names) for what is a choice of evaluation.
         logits = self(x)
         if self.tta_flip:
             logits = (logits + self(x.flip(-1))) / 2
@@ -115,14 +96,13 @@ class Classifier(L.LightningModule):
         x, y = batch
         loss, data_loss, reg, logits = self.objective(x, y)
         values = {"loss": loss.detach(), "data_loss": data_loss.detach(), "penalty": reg.detach()}
-        self._train_loss_since_val.update(values["loss"])
         self.train_acc.update(logits, y)
         for name, value in values.items():  # epoch means weighted by batch size, like Lightning's
             getattr(self, f"train_{name}").update(value, len(y))
         # Each self.log costs ~0.1-1 ms of Lightning bookkeeping, so step values are logged only on
         # the steps the loggers write (every trainer.log_every_n_steps) and epoch means once, at
         # the epoch's end. Tensors stay on the device until then: no host sync per step.
-        if self._trainer is not None and self.trainer._logger_connector.should_update_logs:
+        if self._loggers_write_this_step():
             for name, value in values.items():
                 self.log(f"train/{name}_step", value, on_step=True, on_epoch=False,
                          prog_bar=name == "loss")  # fmt: skip
@@ -134,44 +114,17 @@ class Classifier(L.LightningModule):
             self.log(f"train/{name}_epoch", metric, prog_bar=name == "loss")
         self.log("train/acc", self.train_acc, prog_bar=True)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        self._check_divergence(outputs["loss"].detach())
-        if self.diverged_at_step is not None:
-            return
-        # Lightning validates a run stopped by max_steps mid-epoch only when asked to stop:
-        # without this, step-limited runs would have no val metrics and no best checkpoint.
-        if 0 < self.trainer.max_steps <= self.trainer.global_step:
-            self.trainer.should_stop = True
-
-    def _check_divergence(self, loss: torch.Tensor) -> None:
-        """Stop the run as diverged once the loss is NaN/inf or above max_loss: a result, not a crash.
-
-        The test runs on the device; reading its result is a host sync, so on an accelerator it is
-        read every DIVERGENCE_READ_EVERY steps and at an epoch's last batch (on CPU every step,
-        where reading is free). The first bad step is kept on the device, so diverged_at_step is
-        exact either way.
-        """
-        step = self.trainer.global_step
-        bad = ~torch.isfinite(loss) | (loss > self.max_loss)
-        if self._first_bad_step is None or self._first_bad_step.device != loss.device:
-            self._first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
-        first = self._first_bad_step
-        first.copy_(torch.where(bad & (first < 0), step, first))
-        every = read_interval(loss.device)
-        last = self.trainer.is_last_batch or 0 < self.trainer.max_steps <= step
-        if step % every and not last:
-            return
-        first_bad = int(first)
-        if first_bad < 0:
-            return
-        self.diverged_at_step = first_bad
-        log.warning(
-            "training loss above max_loss=%g (or not finite) at step %d: stopping this run as "
-            "diverged",
-            self.max_loss,
-            first_bad,
-        )
-        self.trainer.should_stop = True
+    def _loggers_write_this_step(self) -> bool:
+        """Whether Lightning's loggers write at this training step (every trainer.log_every_n_steps)."""
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # not attached to a Trainer: a step called directly
+            return False
+        every = trainer.log_every_n_steps
+        # Lightning's own test (its logger connector, not public): the step about to complete,
+        # counted in optimizer steps, or a stop request. global_step equals its count of batches
+        # that stepped, on resume too.
+        return every > 0 and ((trainer.global_step + 1) % every == 0 or trainer.should_stop)
 
     def on_train_epoch_start(self) -> None:
         # Not called when a run resumes mid-epoch (the restored sums carry on); a run resumed from
@@ -194,19 +147,6 @@ class Classifier(L.LightningModule):
         self.val_acc_best(val_acc)
         # Equal on every rank (computed from the synced val/acc); sync_dist only states that.
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
-        # Tested by weight: update_count is not checkpointed, the weight state is.
-        since_val = self._train_loss_since_val
-        train_loss = since_val.compute() if since_val.weight > 0 else None
-        self.history.append(
-            {
-                "step": self.trainer.global_step,
-                "epoch": self.current_epoch,
-                "val/acc": float(val_acc),
-                "val/loss": float(self.val_loss.compute()),
-                "train/loss": float(train_loss) if train_loss is not None else float("nan"),
-            }
-        )
-        since_val.reset()
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         # Loader 0 is the official test split; loader 1 (if any) the training split in eval mode,
@@ -224,14 +164,8 @@ class Classifier(L.LightningModule):
         self.log(f"{prefix}/loss", loss_metric, on_epoch=True, add_dataloader_idx=False)
         self.log(f"{prefix}/acc", acc_metric, on_epoch=True, add_dataloader_idx=False)
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["history"] = self.history  # a resumed run keeps its learning curve
-
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if (
-            self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
-        ):  # resuming, not testing
-            self.history = list(checkpoint.get("history", []))
+        upgrade_checkpoint(checkpoint)  # one written when the learning curve lived in this module
 
     def configure_optimizers(self):
         groups = self.reg.param_groups(self.decay_weights, self.other_params)

@@ -37,6 +37,9 @@ from ablate.run.results import best_checkpoint, final_metrics, log_hparams
 from ablate.run.summary import RunSummary
 from ablate.run.threads import set_threads
 from ablate.testing.faults import injected_faults
+from ablate.training.curve import LearningCurve
+from ablate.training.divergence import DivergenceStop
+from ablate.training.step_limit import ValidateAtMaxSteps
 from ablate.validate import ConfigError, config_problems, fail
 
 log = logging.getLogger(__name__)
@@ -100,12 +103,15 @@ def _fit_and_test(
         )  # fmt: skip
         model = Classifier(
             net, optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler) or None,
-            num_classes=datamodule.num_classes, reg=instantiate(cfg.reg), max_loss=cfg.max_loss,
+            num_classes=datamodule.num_classes, reg=instantiate(cfg.reg),
             tta_flip=cfg.model.get("tta_flip", False),
         )  # fmt: skip
         loggers, callbacks = build_loggers_and_callbacks(cfg.logger, cfg.callbacks, cfg.diagnostics)
+        # Not from conf/callbacks: a run with callbacks=none still has a curve and a divergence test.
+        curve, divergence = LearningCurve(), DivergenceStop(cfg.max_loss)
+        watch = [curve, divergence, ValidateAtMaxSteps()]
         trainer: L.Trainer = instantiate(
-            cfg.trainer, callbacks=callbacks + injected_faults(cfg), logger=loggers or False,
+            cfg.trainer, callbacks=callbacks + watch + injected_faults(cfg), logger=loggers or False,
             deterministic="warn" if cfg.deterministic else False, plugins=[AtomicCheckpointIO()],
         )  # fmt: skip
         outcome.trainer = trainer
@@ -114,15 +120,15 @@ def _fit_and_test(
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         diag_metrics, diag_series = collect_diagnostics(callbacks)
         metrics = final_metrics({**trainer.callback_metrics, **diag_metrics})
-        status = Status.DIVERGED if model.diverged_at_step is not None else Status.COMPLETED
+        status = Status.COMPLETED if divergence.diverged_at_step is None else Status.DIVERGED
         if status == Status.COMPLETED:  # a diverged run is not tested: its weights are not a model
             trainer.test(model, datamodule=datamodule, ckpt_path=best_checkpoint(trainer))
             metrics = final_metrics({**metrics, **trainer.callback_metrics})  # keeps diag_metrics
-            log_hparams(trainer, cfg, metrics)
+            log_hparams(trainer, cfg, metrics, status, curve.history)
         summary.finish(
-            status, metrics, history=model.history, steps=trainer.global_step,
+            status, metrics, history=curve.history, steps=trainer.global_step,
             epochs=trainer.current_epoch, splits=datamodule.split_sizes(),
-            best_checkpoint=best_checkpoint(trainer), diverged_at_step=model.diverged_at_step,
+            best_checkpoint=best_checkpoint(trainer), diverged_at_step=divergence.diverged_at_step,
             threads=threads, diagnostics=diag_series or None, data_path=datamodule.data_path,
         )  # fmt: skip
     log.info("run directory: %s", run_dir)

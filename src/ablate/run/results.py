@@ -203,12 +203,14 @@ def _hydra_context() -> tuple[dict[str, Any], set[str]]:
     return dict(hc.runtime.choices), swept
 
 
-def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
+def log_hparams(
+    trainer: L.Trainer,
+    cfg: DictConfig,
+    metrics: dict[str, float],
+    status: Status,
+    history: list[dict[str, Any]],
+) -> None:
     """One HParams entry per run: the config choices it is compared on and its result metrics."""
-    module = trainer.lightning_module
-    diverged = getattr(module, "diverged_at_step", None) is not None
-    status = Status.DIVERGED if diverged else Status.COMPLETED
-    history = list(getattr(module, "history", []))
     target = OmegaConf.select(cfg, "report.target_acc", default=None)
     choices, swept = _hydra_context()
     hparams = select_hparams(cfg, choices, swept)
