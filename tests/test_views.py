@@ -12,8 +12,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from ablate.config import CONF_DIR
+from ablate.run.events import merge_event_files
 from ablate.run.progress import Progress, fmt_duration, progress_line
-from ablate.run.results import merge_event_files, select_hparams
+from ablate.run.results import select_hparams
 
 
 def _plugin_data(event_file: Path) -> tuple[dict, list[str], dict[str, float]]:
