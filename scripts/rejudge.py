@@ -20,7 +20,7 @@ from ablate.config import CONF_DIR
 from ablate.overrides import as_float
 from ablate.report.judge import judge_all
 from ablate.report.load import STEPS, Run, Sweep, order_levels, step_budget
-from ablate.report.render import fmt_difference
+from ablate.report.render import OUTCOME_COLUMNS, RUN_COLUMNS, fmt_difference
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,16 +36,7 @@ def folder(preset: str) -> Path:
     return moved if moved.exists() else REPO / "docs" / "results" / preset
 
 
-NOT_FACTORS = {
-    "run",
-    "status",
-    "seed",
-    "steps",
-    "epochs",
-    "wall_time_s",
-    "diverged_at_step",
-    "error",
-}
+NOT_FACTORS = {*RUN_COLUMNS, *OUTCOME_COLUMNS}
 
 
 def load(preset: str) -> Sweep:

@@ -14,9 +14,15 @@ from ablate.report.render.claims_section import (
 from ablate.report.render.cost import short_commit
 from ablate.report.render.markdown import render_summary
 from ablate.report.render.plots import write_plots
-from ablate.report.render.tables import fmt_stat, md_table, write_csv
+from ablate.report.render.tables import (
+    OUTCOME_COLUMNS,
+    RUN_COLUMNS,
+    fmt_stat,
+    md_table,
+    write_csv,
+)
 
 __all__ = [
-    "fmt_difference", "fmt_needed", "fmt_stat", "fmt_used", "fmt_verdict", "md_table",
-    "render_summary", "section_claims", "short_commit", "write_csv", "write_plots",
+    "OUTCOME_COLUMNS", "RUN_COLUMNS", "fmt_difference", "fmt_needed", "fmt_stat", "fmt_used",
+    "fmt_verdict", "md_table", "render_summary", "section_claims", "short_commit", "write_csv", "write_plots",
 ]  # fmt: skip

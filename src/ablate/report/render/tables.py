@@ -124,20 +124,14 @@ def csv_row(run: Run, sweep: Sweep) -> list[str]:
     ]
 
 
+# results.csv's columns around the factors and metrics: who the run is, then how it ended.
+RUN_COLUMNS = ("run", "status", "seed")
+OUTCOME_COLUMNS = ("steps", "epochs", "wall_time_s", "diverged_at_step", "error")
+
+
 def write_csv(path: Path, sweep: Sweep) -> None:
     """results.csv: one row per run."""
-    header = [
-        "run",
-        "status",
-        "seed",
-        *sweep.factors,
-        *CSV_METRICS,
-        "steps",
-        "epochs",
-        "wall_time_s",
-        "diverged_at_step",
-        "error",
-    ]
+    header = [*RUN_COLUMNS, *sweep.factors, *CSV_METRICS, *OUTCOME_COLUMNS]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
