@@ -99,10 +99,8 @@ def _fast(command: str, tmp: Path) -> str:
     if "--cfg" in words or words[-1:] == ["--help"]:
         return command
     tiny = TINY
-    if _expected_error(
-        command
-    ):  # a refused value must stay the command's own: no tiny budget over it
-        tiny = [t for t in TINY if t.lstrip("+").split("=")[0] not in command]
+    if _expected_error(command):  # a refused size stays the command's own: no tiny data over it
+        tiny = [t for t in TINY if not t.startswith("data.")]
     extra = [*tiny, f"log_dir={tmp / 'logs'}", f"data.cache_dir={CACHE}"]
     extra += [v for k, v in SHRINK.items() if k in command]
     if words[0] == "make":

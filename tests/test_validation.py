@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from ablate.config import CONF_DIR
 from ablate.preflight import check_command_line, command_line_problems
-from ablate.validate import value_problems
+from ablate.validate import sampler_problems, value_problems
 
 
 def _compose(*overrides: str):
@@ -47,16 +47,20 @@ def _compose(*overrides: str):
         ),
         (["data.val_fraction=1.5"], "data.val_fraction=1.5 is not allowed: a number in (0, 1)"),
         (["model.activation=swish"], "model.activation='swish' is not allowed"),
-        (
-            ["trainer.devices=2", "+trainer.strategy=ddp_spawn"],
-            "trainer.devices=2 with data.on_device=null: the datamodule shards batches",
-        ),
     ],
 )
 def test_value_problems_name_key_and_allowed_values(overrides, expected):
     problems = value_problems(_compose(*overrides))
     assert len(problems) == 1, problems
     assert expected in problems[0]
+
+
+def test_ddp_on_the_cpu_path_needs_lightnings_sampler_off():
+    cfg = _compose("trainer.devices=2", "+trainer.strategy=ddp_spawn")
+    (line,) = sampler_problems(cfg, cfg.data)
+    assert line.startswith("trainer.devices=2 with data.on_device=null: the datamodule shards")
+    assert sampler_problems(_compose("trainer=ddp"), cfg.data) == []  # trainer=ddp turns it off
+    assert sampler_problems(_compose(), cfg.data) == []  # one device
 
 
 def test_default_config_has_no_problems():

@@ -150,7 +150,6 @@ def cross_key_problems(conf: dict, cfg: DictConfig, choices: Mapping | None = No
             f"data.dataset={data.get('dataset')!r}, but {source.__name__} reads {source.name}: "
             f"choose the dataset with data={option} and leave data.dataset out"
         )
-    problems += sampler_problems(cfg, data)
     if model.get("tta_flip") is True and data.get("aug_family") == "digits":
         problems.append(
             "model.tta_flip=true with digits: a mirrored 2, 3, 7 or 9 is not a digit, so "
@@ -250,6 +249,7 @@ def config_problems(
     if combination:
         problems = cross_key_problems(conf, cfg, choices)
         problems = problems or construction_problems(cfg, choices_of(cfg, choices), trainer=trainer)
+        problems = problems or sampler_problems(cfg, conf["data"])  # after the machine's limits
     elif trainer:
         problems = hardware_problems(cfg)
     return problems or data_problems(cfg)
