@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from conftest import assert_ok, fast_overrides, run_cli, summaries
 
@@ -65,3 +67,12 @@ def test_optuna_search_runs_trials_and_records_them(data_root, tmp_path):
         assert set(s["swept"]) == {"optim.lr", "reg.weight_decay", "reg.dropout"}
         assert 0.003 <= s["config"]["optim"]["lr"] <= 0.3
     assert (sweep / "optimization_results.yaml").exists()
+
+
+@pytest.mark.parametrize(("omp", "expected"), [("3", 3), ("", None), ("0", None), ("x", None)])
+def test_auto_threads_follow_omp_num_threads(monkeypatch, omp, expected):
+    """threads=auto takes OMP_NUM_THREADS when it names a positive count, else every core."""
+    from ablate.run.threads import available_cores
+
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    assert available_cores() == (expected or os.cpu_count())

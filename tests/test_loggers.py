@@ -16,8 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
+from ablate.run.extras import missing_extras
 from ablate.run.results import hparam_metrics, select_hparams
-from ablate.run.tracking import folder_names, missing_extras
+from ablate.run.tracking import folder_names
 
 NORMS = ("batch", "layer")
 

@@ -17,7 +17,6 @@ import inspect
 import re
 from pathlib import Path
 
-import lightning as L
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -157,6 +156,8 @@ def _unknown_key(key: str, overrides: list[str]) -> str:
     parent, _, leaf = key.rpartition(".")
     group = key.partition(".")[0]
     if group == "trainer" and parent == "trainer":
+        import lightning as L  # here, not at the top: a refusal should not wait ~4 s for Lightning
+
         trainer_args = sorted(set(inspect.signature(L.Trainer.__init__).parameters) - {"self"})
         if leaf in trainer_args:  # a Trainer argument the trainer option does not set
             given = next((o for o in overrides if override_key(o) == key), f"{key}=...")

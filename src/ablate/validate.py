@@ -26,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ablate.config import CONF_DIR
 from ablate.data.decode import DatasetNotFoundError
 from ablate.overrides import value_text
-from ablate.run.tracking import missing_extras
+from ablate.run.extras import missing_extras
 from ablate.schema.config import schema_problems
 
 EXIT_BAD_CONFIG = 2

@@ -20,9 +20,15 @@ def parallel_jobs() -> int:
     return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
 
 
+def available_cores() -> int:
+    """Cores this process may use: OMP_NUM_THREADS when set (as torch reads it), else all of them."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    return int(given) if given.isdigit() and int(given) > 0 else (os.cpu_count() or 1)
+
+
 def set_threads(threads: int | str) -> int:
     """Set torch's intra-op threads: an integer, or `auto` (the cores divided among parallel runs)."""
-    n = max(1, (os.cpu_count() or 1) // parallel_jobs()) if threads == "auto" else int(threads)
+    n = max(1, available_cores() // parallel_jobs()) if threads == "auto" else int(threads)
     torch.set_num_threads(n)
     log.info("torch threads: %d", n)
     return n

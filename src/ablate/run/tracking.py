@@ -1,15 +1,13 @@
 """MLflow and Weights & Biases (logger=mlflow, logger=wandb): Lightning's own loggers, named by folder.
 
-Each is an optional extra (`make install EXTRAS=mlflow,wandb`); its option file in conf/logger/
-names the extra with `_extra_:`, and a run whose extra is missing is refused before anything is
-written. The experiment (MLflow) or group (W&B) is the folder holding the run, relative to log_dir:
-a sweep's folder such as `multiruns/<name>`, or `runs` for single runs; the run is its own folder.
+Each is an optional extra (`make install EXTRAS=mlflow,wandb`; checked by ablate.run.extras).
+The experiment (MLflow) or group (W&B) is the folder holding the run, relative to log_dir: a
+sweep's folder such as `multiruns/<name>`, or `runs` for single runs; the run is its own folder.
 At the end a run gets the TensorBoard HParams entry's columns as parameters and its metrics.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import sys
@@ -22,32 +20,10 @@ from filelock import FileLock
 from lightning.pytorch.loggers import Logger, MLFlowLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from ablate.run.extras import EXTRA_KEY
 from ablate.run.record import Status
 
 log = logging.getLogger(__name__)
-
-# In a logger entry: the pyproject extra (and the module) it needs; not a constructor argument.
-EXTRA_KEY = "_extra_"
-
-
-def missing_extras(cfg: Mapping) -> list[str]:
-    """One line per logger whose extra is not installed (e.g. logger=mlflow without mlflow)."""
-    problems = []
-    for name, entry in (cfg.get("logger") or {}).items():
-        extra = entry.get(EXTRA_KEY) if isinstance(entry, Mapping) else None
-        if extra and not _installed(extra):
-            problems.append(
-                f"logger={name} needs the {extra} extra, which is not installed: "
-                f"make install EXTRAS={extra} (or pip install -e '.[{extra}]')"
-            )
-    return problems
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a broken install, or a module hidden in sys.modules
-        return False
 
 
 def arguments(entry: DictConfig) -> DictConfig | dict:
