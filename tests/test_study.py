@@ -188,15 +188,18 @@ def test_the_study_plan_lists_every_rounds_runs():
 
 
 # ------------------------------------------------------------------ tiny real studies
-def _study_args(data_root: Path, tmp: Path, claim: str, levels: str) -> list[str]:
-    """A 1-factor study on generated MNIST; trainer.log_every_n_steps changes no result."""
+def _study_args(
+    data_root: Path, tmp: Path, claim: str, levels: str, key: str = "trainer.log_every_n_steps",
+    metric: str = "test/acc", sides: str = "better: 20, worse: 50",
+) -> list[str]:  # fmt: skip
+    """A 1-factor study on generated MNIST (trainer.log_every_n_steps, the default, changes no result)."""
     fast = [o for o in fast_overrides(data_root, tmp) if not o.startswith("trainer.max_epochs")]
     return [
         "experiment=seeds_default_quick", "--",
         *fast, "trainer.max_steps=3", "data.train_subset=null", "data.eval_train_max=0",
-        "logger=none", 'hydra.sweeper.params.seed="0,1"', f"trainer.log_every_n_steps={levels}",
-        "+report.claims=[{text: same, metric: test/acc, factor: trainer.log_every_n_steps, "
-        f"better: 20, worse: 50{claim}}}]", f"hydra.sweep.dir={tmp / 'sweep'}",
+        "logger=none", 'hydra.sweeper.params.seed="0,1"', f"{key}={levels}",
+        f"+report.claims=[{{text: same, metric: {metric}, factor: {key}, {sides}{claim}}}]",
+        f"hydra.sweep.dir={tmp / 'sweep'}",
     ]  # fmt: skip
 
 
@@ -222,8 +225,9 @@ def _seeds(sweep: Path) -> dict[str, list[int]]:
     return {c: sorted(s) for c, s in sorted(cells.items())}
 
 
-def test_a_decided_study_stops_without_adding_seeds(data_root, tmp_path):
-    # identical runs, default margin: "no effect" at look 1, though the declared cap allows 2 more
+def test_an_a_a_study_is_not_tested_and_stops_without_adding_seeds(data_root, tmp_path):
+    # A/A: a setting that cannot change a result gives identical runs: "not tested" at look 1
+    # (never supported, contradicted or "no effect"), though the declared cap allows 2 more looks
     out = _finish(_study(*_study_args(data_root, tmp_path, "", "20,50"), "+study.max_seeds=6"))
     sweep = tmp_path / "sweep"
     assert _seeds(sweep) == {
@@ -231,24 +235,21 @@ def test_a_decided_study_stops_without_adding_seeds(data_root, tmp_path):
         "trainer.log_every_n_steps=50": [0, 1],
     }
     study = json.loads((sweep / "study.json").read_text())
-    assert len(study["rounds"]) == 1 and study["stopped"] == "every claim decided"
-    assert "round 1 (look 1 of 3): 2 seeds in 2 cells; claims 1 decided, 0 undecided" in out
+    assert study["stopped"] == "every claim decided or not tested (identical arms)"
+    assert len(study["rounds"]) == 1 and study["rounds"][0]["verdicts"][0]["verdict"] == "not tested"
+    assert "round 1 (look 1 of 3): 2 seeds in 2 cells; claims 0 decided, 1 not tested" in out
     assert out.count("$ python -m ablate.train") == 1
     summary = (sweep / "report" / "summary.md").read_text()
-    assert "Pocock spending at look 1 of 3" in summary and "## Sequential study" in summary
+    assert "## Sequential study" in summary and "**not tested**" in summary
     assert "4 runs planned, 4 found" in summary
 
 
 def test_an_undecidable_study_stops_at_its_cap_and_resumes_after_sigkill(data_root, tmp_path):
-    # margin 0 and identical runs: never decided. 2 seeds, then +1 to the claim's 2 cells (not to
-    # log_every_n_steps=100), up to --max-seeds 3. The study is killed once round 2 has started.
-    args = [
-        "--max-seeds",
-        "3",
-        "--add",
-        "1",
-        *_study_args(data_root, tmp_path, ", margin: 0", "20,50,100"),
-    ]
+    # margin 0 and 3 seeds at most: never decided (the exact test needs 6). 2 seeds, then +1 to
+    # the claim's 2 cells (not to lr 0.07), up to --max-seeds 3. Killed once round 2 has started.
+    claim = _study_args(data_root, tmp_path, ", margin: 0", "0.05,0.06,0.07", key="optim.lr",
+                        metric="test/loss", sides="better: 0.05, worse: 0.06")  # fmt: skip
+    args = ["--max-seeds", "3", "--add", "1", *claim]
     sweep = tmp_path / "sweep"
     first = _study(*args)
     deadline = time.monotonic() + 240
@@ -270,9 +271,9 @@ def test_an_undecidable_study_stops_at_its_cap_and_resumes_after_sigkill(data_ro
     assert "round 1 (look 1 of 2): 2 seeds in 3 cells; claims 0 decided, 1 undecided" in again
     assert "round 2 (look 2 of 2): 3 seeds in 2 cells, 2 seeds in 1 cell; claims 0 decided" in again
     assert _seeds(sweep) == {
-        "trainer.log_every_n_steps=100": [0, 1],
-        "trainer.log_every_n_steps=20": [0, 1, 2],
-        "trainer.log_every_n_steps=50": [0, 1, 2],
+        "optim.lr=0.07": [0, 1],
+        "optim.lr=0.05": [0, 1, 2],
+        "optim.lr=0.06": [0, 1, 2],
     }
     study = json.loads((sweep / "study.json").read_text())
     assert study["stopped"] == "seed cap (look 2 of 2)" and study["rounds"][1]["added"] == [2]

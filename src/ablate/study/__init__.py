@@ -37,7 +37,7 @@ from filelock import FileLock, Timeout
 
 from ablate.overrides import canonical, override_value, value_text
 from ablate.report import build_report
-from ablate.report.judge import Verdict, judge_all
+from ablate.report.judge import Verdict, carry, judge_all
 from ablate.report.load import STUDY_FILE, ReportError, Run, find_summaries, load_run, load_sweep
 from ablate.run.atomic import write_bytes_atomic
 from ablate.run.record import FINISHED
@@ -107,6 +107,7 @@ class Study:
         self.log, self.looks = log, planned_looks(len(design.seeds), max_seeds, add)
         self.fractions = [len(self.seeds(k)) for k in range(1, self.looks + 1)]
         self.planned: dict[Cell, list[int]] = {}  # cell -> its seeds planned so far
+        self.decided: dict[int, Verdict] = {}  # claim index -> its verdict at the look it crossed
         self.record: dict[str, Any] = {
             "experiment": override_value(design.experiment), "command": list(command),
             "factors": design.factors, "initial_seeds": design.seeds, "add": add,
@@ -143,7 +144,10 @@ class Study:
         planned = self._planned_keys()
         runs = [r for r in sweep.runs if self._key(r) in planned]
         fractions = tuple(float(f) for f in self.fractions)
-        return judge_all(replace(sweep, runs=runs), looks=(look, self.looks), fractions=fractions)
+        verdicts = judge_all(replace(sweep, runs=runs), looks=(look, self.looks),
+                             fractions=fractions, earlier=self.decided)  # fmt: skip
+        self.decided = carry(self.decided, verdicts)  # a claim decided at a look stays decided
+        return verdicts
 
     def _train(self, look: int, missing: dict[Cell, list[int]]) -> None:
         d, count = self.design, lambda m: sum(map(len, m.values()))
@@ -178,15 +182,18 @@ class Study:
                 self._train(look, missing)
             verdicts = self._judge(look)
             decided = sum(v.decided for v in verdicts)
-            rnd.update(decided=decided, undecided=len(verdicts) - decided,
+            untested = sum(v.verdict == "not tested" for v in verdicts)
+            rnd.update(decided=decided, not_tested=untested,
+                       undecided=len(verdicts) - decided - untested,
                        verdicts=[_record_verdict(v) for v in verdicts],
                        elapsed_s=round(time.monotonic() - start, 1))  # fmt: skip
             spread = Counter(len(s) for s in self.planned.values())
             per_cell = ", ".join(
                 f"{n} seeds in {c} cell{'s' * (c > 1)}" for n, c in sorted(spread.items())[::-1]
             )
-            self.log(f"round {look} (look {look} of {self.looks}): {per_cell}; claims "
-                     f"{decided} decided, {len(verdicts) - decided} undecided")  # fmt: skip
+            not_tested = f"{untested} not tested, " if untested else ""
+            self.log(f"round {look} (look {look} of {self.looks}): {per_cell}; claims {decided} "
+                     f"decided, {not_tested}{rnd['undecided']} undecided")  # fmt: skip
             cells = cells_to_extend(verdicts, self.design.factors)
             hours = (time.monotonic() - start) / 3600
             if reason := stop_reason(verdicts, look, self.looks, cells, hours, self.max_hours):

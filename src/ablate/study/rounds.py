@@ -43,7 +43,7 @@ def claim_cells(claim: dict[str, Any], factors: dict[str, list[str]]) -> list[Ce
 def cells_to_extend(verdicts: Sequence[Verdict], factors: dict[str, list[str]]) -> list[Cell]:
     """The cells that the undecided claims compare, in grid order (none for malformed claims)."""
     # A claim without a comparison is hopeless unless it only lacked runs ("fewer than 2 usable").
-    hope = [v for v in verdicts if not v.decided and (v.comparison or "usable runs" in v.reason)]
+    hope = [v for v in verdicts if not v.final and (v.comparison or "usable" in v.reason)]
     wanted = {c for v in hope for c in claim_cells(v.claim, factors)}
     return [c for c in itertools.product(*factors.values()) if c in wanted]
 
@@ -55,6 +55,8 @@ def stop_reason(verdicts: Sequence[Verdict], look: int, looks: int, cells: Seque
         return "no claims to judge"
     if all(v.decided for v in verdicts):
         return "every claim decided"
+    if all(v.final for v in verdicts):
+        return "every claim decided or not tested (identical arms)"
     if look >= looks:
         return f"seed cap (look {look} of {looks})"
     if not cells:

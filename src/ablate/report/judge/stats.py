@@ -1,4 +1,4 @@
-"""Statistics: Student-t quantiles (scipy), mean ± CI, how steps_to_target is judged, and the samples claims compare."""
+"""Statistics for tables and plots: Student-t quantiles (scipy), mean ± CI, the values that count."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from ablate.report.load.runs import STEPS, Run
-from ablate.run.record import FINISHED, Status
+from ablate.report.judge.pairs import DIVERGED_COUNT_FOR
+from ablate.report.load.runs import Run
+from ablate.run.record import Status
 
 
 def t975(df: float) -> float:
@@ -67,25 +68,12 @@ def reached_target(run: Run) -> float | None:
     return None if run.status == Status.DIVERGED else run.steps_to_target
 
 
-def steps_or_budget(run: Run, budget: float) -> float:
-    """How claims judge steps_to_target: a run that never reached the target counts as `budget`
-    steps (Sweep.budget, the sweep's longest training), the worst outcome of the sweep."""
-    steps = reached_target(run)
-    return budget if steps is None else steps
+def sample(runs: Iterable[Run], metric: str) -> list[float]:
+    """Finite values of a metric over the runs where it counts (see `counts`): for tables and plots.
 
-
-def sample(runs: Iterable[Run], metric: str, budget: float | None = None) -> list[float]:
-    """Finite values of a metric over the runs where it counts (see `counts`).
-
-    With a budget and metric steps_to_target: every finished run, judged by `steps_or_budget`.
+    Claims judge outcomes instead (judge.pairs): failures and never-reached targets as the worst.
     """
-    if metric == STEPS and budget is not None:
-        return [steps_or_budget(r, budget) for r in runs if r.status in FINISHED]
     return [v for r in runs if counts(r, metric) and math.isfinite(v := r.metric(metric))]
-
-
-# Well defined for a run that diverged: the best validation accuracy it reached before that.
-DIVERGED_COUNT_FOR = ("val/acc_best",)
 
 
 def counts(run: Run, metric: str) -> bool:

@@ -1,17 +1,17 @@
-"""The numbers behind a claim's verdict: paired or Welch t-tests, Holm, margins, seeds needed.
+"""The numbers behind a claim's verdict: exact tests decide, the t interval gives the effect's size.
 
-Everything here works on differences that are already signed so that positive = as claimed
-(claims.py does the signing and the pairing). The four outcomes, at a two-sided level `alpha`:
+Everything here works on per-seed differences already signed so that positive = as claimed
+(pairs.py builds them; claims.py does the multiplicity). The outcomes:
 
-- supported: the (1 - alpha) t-interval of the mean difference lies entirely above 0;
-- contradicted: it lies entirely below 0;
-- no effect: equivalence by two one-sided tests (TOST): the (1 - 2·alpha) interval lies inside
-  (-margin, +margin);
-- inconclusive: anything else.
+- supported / contradicted: the exact two-sided sign-flip p (exact.py) is at or below the claim's
+  level and the signed-rank sum is positive / negative;
+- no effect: equivalence by two one-sided exact tests (TOST) of d - margin and d + margin, each
+  at the claim's equivalence level;
+- not tested: every seed's arms were equal up to float noise (the technique never acted);
+- inconclusive: anything else, with the reason (e.g. the seeds cannot reach the level at all).
 
-A supported (or contradicted) difference whose whole interval is closer to 0 than the margin is
-reported as "smaller than the margin". `alpha` is the claim's decision level: 0.05, or the
-sequential look's nominal level (sequential.py), divided by Holm's step factor (`holm_levels`).
+The mean difference and its 95% Student-t interval, over the seeds where both arms have a
+finite value, describe the effect's size; they decide nothing.
 """
 
 from __future__ import annotations
@@ -22,22 +22,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
+from ablate.report.judge import exact
+from ablate.report.judge.pairs import Pairs
 from ablate.report.judge.stats import Stat
 from ablate.report.load.runs import STEPS
 
 ALPHA = 0.05
+POWER = 0.8  # "seeds needed": the n at which the observed effect is decided with this power
 CAP = 1000  # seeds needed beyond this read ">1000"
-OUTCOMES = ("supported", "contradicted", "no effect", "inconclusive")
+OUTCOMES = ("supported", "contradicted", "no effect", "not tested", "inconclusive")
+DECIDED = ("supported", "contradicted", "no effect")
 ACC_MARGIN = 0.005  # 0.5 accuracy points: metrics in [0, 1] (accuracies, accuracy gaps)
 LOSS_MARGIN = 0.05
-STEPS_MARGIN = 0.10  # fraction of the sweep's step budget
+STEPS_MARGIN = 0.10  # fraction of the step budget, where the validation interval is unknown
 
 
-def default_margin(metric: str, budget: float) -> float:
-    """Equivalence margin in the metric's units: 10% of the step budget, 0.05 loss, 0.005 else."""
-    if metric == STEPS:
+def default_margin(metric: str, budget: float, interval: float = math.nan) -> float:
+    """Equivalence margin in the metric's units: one validation interval of steps, 0.05 loss, 0.005 else."""
+    if metric == STEPS:  # a difference finer than the validation grid cannot be measured
+        if math.isfinite(interval):
+            return interval
         return STEPS_MARGIN * budget if math.isfinite(budget) else math.nan
     return LOSS_MARGIN if "loss" in metric else ACC_MARGIN
 
@@ -53,27 +59,51 @@ def margin_label(metric: str, margin: float) -> str:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A t-test of the signed differences: paired (one per seed) or Welch (unpaired)."""
+    """A claim's per-seed differences: the exact test's p and the effect's size."""
 
-    pairing: str  # "paired" | "welch"
-    n: int  # pairs, or the smallest group when unpaired
-    mean: float
+    pairing: str  # "paired" (by seed) | "unpaired" (no common seeds: Mann-Whitney)
+    n: int  # seeds compared (pairs), or the smallest arm when unpaired
+    mean: float  # mean difference over the seeds where every arm is finite (nan if none)
     se: float
     df: float
-    p: float  # two-sided, H0: mean difference = 0
-    sd: float  # sd of one unit (pair, or one seed per group) of the difference
-    wins: int | None = None  # pairs with a positive difference (ties count half in `prob`)
-    prob: float = math.nan  # P(better > worse): of the pairs, or of all cross pairs (Welch)
-    effect: float = math.nan  # Cohen's d_z (paired) or Hedges' g (Welch, two groups)
-    sizes: tuple[int, ...] = ()  # group sizes when unpaired
-    perm_p: float = math.nan  # sign-flip permutation p (paired): a check on the t-test's normality
+    p: float  # exact two-sided p (H0: the arms are exchangeable within a seed)
+    sd: float  # sd of one seed's difference (finite seeds)
+    wins: int | None = None  # seeds as claimed
+    prob: float = math.nan  # P(better beats worse): ties count half
+    effect: float = math.nan  # Cohen's d_z over the finite seeds
+    sizes: tuple[int, ...] = ()  # arm sizes when unpaired
+    direction: float = 0.0  # sign of the signed-rank sum: + as claimed, - against
+    losses: int = 0  # seeds against the claim
+    ties: int = 0  # seeds whose arms were equal up to float noise
+    neither: int = 0  # seeds with the worst outcome on both arms: no sign
+    worst: tuple[int, ...] = ()  # seeds per arm counted as the worst (failed, diverged, never)
+    finite: int = 0  # seeds with a finite difference (the t interval's n)
+    signed: tuple[float, ...] = ()  # the differences the exact tests read (ties as 0)
 
-    def interval(self, alpha: float) -> tuple[float, float]:
-        """The two-sided (1 - alpha) t-interval of the mean difference."""
-        if self.se == 0:
-            return self.mean, self.mean
+    @property
+    def informative(self) -> int:
+        """Seeds whose difference has a sign."""
+        return (self.wins or 0) + self.losses
+
+    @property
+    def identical(self) -> bool:
+        """Every seed's arms were equal (up to float noise): the comparison tested nothing."""
+        return self.pairing == "paired" and self.n > 0 and self.ties == self.n
+
+    def interval(self, alpha: float = ALPHA) -> tuple[float, float]:
+        """The two-sided (1 - alpha) t-interval of the mean difference (finite seeds)."""
+        if not math.isfinite(self.mean):
+            return math.nan, math.nan
+        if self.se == 0 or not math.isfinite(self.se):
+            return (self.mean, self.mean) if self.se == 0 else (math.nan, math.nan)
         half = float(stats.t.isf(alpha / 2, self.df)) * self.se
         return self.mean - half, self.mean + half
+
+    def equivalence_p(self, margin: float) -> float:
+        """Exact TOST p of |difference| < margin (paired only; 1 when unpaired)."""
+        if self.pairing != "paired":
+            return 1.0
+        return exact.equivalence(np.asarray(self.signed), margin)
 
 
 @dataclass
@@ -81,26 +111,35 @@ class Verdict:
     """The outcome of one claim and the numbers that decide it."""
 
     claim: dict[str, Any]
-    verdict: str  # supported | contradicted | no effect | inconclusive
+    verdict: str  # one of OUTCOMES
     reason: str
     better: Stat = field(default_factory=lambda: Stat(0))  # per-seed values used (by: changes)
     worse: Stat = field(default_factory=lambda: Stat(0))
     comparison: Comparison | None = None
     margin: float = math.nan
-    level: float = math.nan  # two-sided level of the decision interval (Holm and looks)
-    p_adj: float = math.nan  # Holm-adjusted p over the report's tested claims
-    lo: float = math.nan  # the decision interval of the difference
+    level: float = math.nan  # the two-sided level the exact p was held to (Holm and looks)
+    p_adj: float = math.nan  # the exact p (as compared with `level`)
+    lo: float = math.nan  # the 95% t-interval of the mean difference (the effect's size)
     hi: float = math.nan
-    ci95: tuple[float, float] = (math.nan, math.nan)  # the plain 95% interval
-    needed: float = math.nan  # seeds that would decide an inconclusive claim; inf: > CAP
+    ci95: tuple[float, float] = (math.nan, math.nan)
+    needed: float = math.nan  # seeds that would decide it with 80% power; inf: > CAP
     picks: dict[str, str] = field(default_factory=dict)  # side -> chosen nuisance values
-    method: str = ""  # e.g. "paired t, Holm over 4 claims, single look"
+    method: str = ""  # e.g. "exact sign-flip, Holm over 4 claims, single look"
     small: bool = False  # decided, but the whole interval is inside ±margin
-    alpha: float = ALPHA  # the family's level: 0.05, or the sequential look's nominal level
+    alpha: float = ALPHA  # the family's level
+    p_equiv: float = math.nan  # the exact TOST p
+    eq_level: float = math.nan  # the one-sided level the TOST p was held to
+    look: int | None = None  # the look at which it was decided (sequential studies)
+    acted: str = ""  # e.g. "max-norm acted in 0/14 runs" (from the runs' technique records)
 
     @property
     def decided(self) -> bool:
-        return self.verdict in ("supported", "contradicted", "no effect")
+        return self.verdict in DECIDED
+
+    @property
+    def final(self) -> bool:
+        """Decided, or not tested: more seeds would not change it."""
+        return self.decided or self.verdict == "not tested"
 
     @property
     def label(self) -> str:
@@ -110,125 +149,88 @@ class Verdict:
         return f"{self.verdict}, smaller than the {margin_label(self.claim['metric'], self.margin)} margin"
 
 
-def _p_value(mean: np.ndarray, se: np.ndarray, df: np.ndarray | float) -> np.ndarray:
-    """Two-sided p of mean / se against Student t; 0 when se = 0 and mean != 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = 2 * stats.t.sf(np.abs(mean / se), df)
-    return np.where(se > 0, p, np.where(mean != 0, 0.0, 1.0))
-
-
-def paired_arrays(d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, se, df, p) of the paired t-test along the last axis (vectorized over studies)."""
-    d = np.asarray(d, dtype=float)
-    n = d.shape[-1]
-    mean = d.mean(axis=-1)
-    se = d.std(axis=-1, ddof=1) / math.sqrt(n)
-    df = np.full(mean.shape, n - 1.0)
-    return mean, se, df, _p_value(mean, se, df)
-
-
-def paired(d: Sequence[float]) -> Comparison:
-    """Paired t-test (scipy.stats.ttest_1samp on the differences) with wins and Cohen's d_z."""
-    d = np.asarray(d, dtype=float)
-    n = d.size
-    mean, sd = float(d.mean()), float(d.std(ddof=1))
-    se = sd / math.sqrt(n)
-    p = float(stats.ttest_1samp(d, 0.0).pvalue) if sd > 0 else float(mean == 0)
-    prob = float(np.mean((d > 0) + 0.5 * (d == 0)))
-    effect = mean / sd if sd > 0 else math.copysign(math.inf, mean) if mean else 0.0
-    perm = sign_flip_p(d) if sd > 0 else p
+def paired(pairs: Pairs) -> Comparison:
+    """The exact test and the effect's size of per-seed paired differences."""
+    signed = pairs.signed()
+    classes = pairs.classes()
+    p_greater, p_less = exact.one_sided(signed)
+    ranks = exact.signed_ranks(signed)
+    finite = pairs.finite()
+    n_f = finite.size
+    mean = float(finite.mean()) if n_f else math.nan
+    sd = float(finite.std(ddof=1)) if n_f > 1 else math.nan
+    se = sd / math.sqrt(n_f) if n_f > 1 else math.nan
+    effect = mean / sd if n_f > 1 and sd > 0 else math.nan
+    n = pairs.n
+    prob = (classes["as claimed"] + 0.5 * classes["tie"]) / n if n else math.nan
     return Comparison(
-        "paired", n, mean, se, n - 1, p, sd, int(np.sum(d > 0)), prob, effect, (), perm
-    )
+        "paired", n, mean, se, max(n_f - 1, 1), min(1.0, 2 * min(p_greater, p_less)), sd,
+        classes["as claimed"], prob, effect, (), float(np.sign(ranks.sum())) if ranks.size else 0.0,
+        classes["against"], classes["tie"], classes["neither"], pairs.worst(), n_f,
+        tuple(float(x) for x in signed),
+    )  # fmt: skip
 
 
-def sign_flip_p(d: np.ndarray) -> float:
-    """Two-sided p of the mean difference under random sign flips (exact up to 13 pairs, else
-    9,999 seeded draws): no normality assumed, e.g. for a side that collapses at some seeds."""
-    test = stats.permutation_test(
-        (d,), np.mean, permutation_type="samples", n_resamples=9999, rng=0
-    )
-    return float(test.pvalue)
-
-
-def welch(groups: Sequence[Sequence[float]], coefs: Sequence[float]) -> Comparison:
-    """Welch t-test of the contrast sum(coefs·group means); two groups: scipy's ttest_ind."""
-    xs = [np.asarray(g, dtype=float) for g in groups]
-    ns = np.array([x.size for x in xs], dtype=float)
-    var = np.array([x.var(ddof=1) for x in xs])
-    c = np.asarray(coefs, dtype=float)
-    mean = float(sum(ci * x.mean() for ci, x in zip(c, xs, strict=True)))
-    parts = c**2 * var / ns
-    se = float(math.sqrt(parts.sum()))
-    df = float(parts.sum() ** 2 / np.sum(parts**2 / (ns - 1))) if se > 0 else float(ns.min() - 1)
-    prob = effect = math.nan
-    if len(xs) == 2 and set(c) == {1.0, -1.0}:
-        hi, lo = (xs[0], xs[1]) if c[0] > 0 else (xs[1], xs[0])
-        p = float(stats.ttest_ind(hi, lo, equal_var=False).pvalue) if se > 0 else float(mean == 0)
-        cross = hi[:, None] - lo[None, :]
+def unpaired(better: Sequence[float], worse: Sequence[float]) -> Comparison:
+    """Mann-Whitney's exact test (scipy) of per-seed outcomes with no seed in common."""
+    b, w = np.asarray(better, dtype=float), np.asarray(worse, dtype=float)
+    test = stats.mannwhitneyu(b, w, alternative="two-sided", method="exact")
+    cross = b[:, None] - w[None, :]
+    with np.errstate(invalid="ignore"):
         prob = float(np.mean((cross > 0) + 0.5 * (cross == 0)))
-        pooled = math.sqrt(((ns - 1) * var).sum() / (ns.sum() - 2))
-        correction = 1 - 3 / (4 * ns.sum() - 9)  # Hedges' small-sample correction
-        effect = mean / pooled * correction if pooled > 0 else math.nan
-    else:
-        p = float(_p_value(np.array(mean), np.array(se), df))
-    sd = float(math.sqrt(np.sum(c**2 * var)))
-    sizes = tuple(int(n) for n in ns)
-    return Comparison("welch", min(sizes), mean, se, df, p, sd, None, prob, effect, sizes)
+    fb, fw = b[np.isfinite(b)], w[np.isfinite(w)]
+    mean = float(fb.mean() - fw.mean()) if fb.size and fw.size else math.nan
+    parts = [x.var(ddof=1) / x.size for x in (fb, fw) if x.size > 1]
+    se = math.sqrt(sum(parts)) if len(parts) == 2 else math.nan
+    df = float(min(fb.size, fw.size) - 1) if len(parts) == 2 else 1.0  # conservative Welch df
+    sizes = (int(b.size), int(w.size))
+    direction = float(np.sign(prob - 0.5))
+    return Comparison("unpaired", min(sizes), mean, se, max(df, 1.0), float(test.pvalue),
+                      se * math.sqrt(min(sizes)), None, prob, math.nan, sizes, direction)  # fmt: skip
 
 
-def holm(p: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (nan entries are left out of the family and stay nan)."""
-    idx = [i for i, v in enumerate(p) if not math.isnan(v)]
-    order = sorted(idx, key=lambda i: p[i])
-    m, running, out = len(order), 0.0, [math.nan] * len(p)
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out
+def seeds_needed(c: Comparison, level: float, margin: float, cap: int = CAP) -> int | None:
+    """Smallest n at which the observed effect is decided with 80% power at `level`; None: > cap."""
+    # Direction: noncentral-t power of the two-sided test at level, and the exact test's floor
+    # (n informative seeds reach p = 2/2^n at best). No effect: TOST power at the same level.
+    floor = exact.pairs_for(level)
+    if c.finite < c.n or not math.isfinite(c.mean) or not math.isfinite(c.sd):
+        return _signs_needed(c, level, floor, cap)  # a failure or a censored seed: signs only
+    if c.sd == 0:
+        return floor if c.mean != 0 or margin > abs(c.mean) else None
+
+    def power(n: int, one_sided_level: float, shift: float) -> float:
+        """Noncentral-t power (scipy.special, the ufuncs behind scipy.stats.t and nct)."""
+        crit, nc = special.stdtrit(n - 1, 1 - one_sided_level), shift / c.sd * math.sqrt(n)
+        power = 1 - special.nctdtr(n - 1, nc, crit)
+        return power if math.isfinite(power) else float(special.ndtr(nc - crit))  # large nc
+
+    def decided(n: int) -> bool:  # the power at n seeds reaches POWER (monotone in n)
+        if power(n, level / 2, abs(c.mean)) >= POWER:
+            return True
+        gap = margin - abs(c.mean)
+        return bool(math.isfinite(margin) and gap > 0 and power(n, level, gap) >= POWER)
+
+    lo, hi = max(2, floor), cap
+    if not decided(hi):
+        return None
+    while lo < hi:  # bisection: the smallest n that decides
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if decided(mid) else (mid + 1, hi)
+    return lo
 
 
-def holm_levels(p: Sequence[float], alpha: float = ALPHA) -> list[float]:
-    """Per-claim two-sided level whose interval excludes 0 exactly when the Holm-adjusted p < alpha."""
-    # alpha / (m - r + 1) at rank r, frozen at the first rank whose own step fails: the step-down
-    # stops there, and every later claim (larger p) then misses that level too.
-    idx = [i for i, v in enumerate(p) if not math.isnan(v)]
-    order = sorted(idx, key=lambda i: p[i])
-    m, out, stop = len(order), [math.nan] * len(p), None
-    for rank, i in enumerate(order):
-        level = alpha / (m - rank)
-        if stop is None and p[i] >= level:
-            stop = level
-        out[i] = level if stop is None else stop
-    return out
-
-
-def outcome(
-    mean: np.ndarray, se: np.ndarray, df: np.ndarray, alpha: np.ndarray | float, margin: float
-) -> np.ndarray:
-    """The four outcomes (vectorized): interval side first, then TOST equivalence."""
-    mean, se = np.asarray(mean, dtype=float), np.asarray(se, dtype=float)
-    half = stats.t.isf(np.asarray(alpha) / 2, df) * se
-    tost = stats.t.isf(np.asarray(alpha), df) * se
-    equivalent = (np.abs(mean) + tost < margin) if math.isfinite(margin) else False
-    return np.where(
-        mean - half > 0,
-        "supported",
-        np.where(
-            mean + half < 0, "contradicted", np.where(equivalent, "no effect", "inconclusive")
-        ),
-    )
-
-
-def seeds_needed(c: Comparison, alpha: float, margin: float, cap: int = CAP) -> int | None:
-    """Smallest n (pairs, or seeds per group) at which the observed mean and sd decide; None: > cap."""
-    # Direction: t_{1-alpha/2, n-1}·sd/√n < |mean|; no effect: t_{1-alpha, n-1}·sd/√n < margin -
-    # |mean|. Unpaired designs use n - 1 degrees of freedom, a conservative Welch df.
-    if not math.isfinite(c.sd) or c.sd == 0:
-        return 2 if c.mean != 0 or margin > 0 else None
-    n = np.arange(2, cap + 1)
-    width = c.sd / np.sqrt(n)
-    direction = stats.t.isf(alpha / 2, n - 1) * width < abs(c.mean)
-    equivalence = stats.t.isf(alpha, n - 1) * width < margin - abs(c.mean)
-    ok = direction | equivalence if math.isfinite(margin) else direction
-    return int(n[np.argmax(ok)]) if ok.any() else None
+def _signs_needed(c: Comparison, level: float, floor: int, cap: int) -> int | None:
+    """Seeds needed when only signs are known (e.g. one arm never reached the target)."""
+    # The exact test on signs alone: power of a two-sided sign test (normal approximation),
+    # scaled up by the share of seeds that had a sign at all.
+    if not c.informative or not c.n:
+        return None
+    q, share = (c.wins or 0) / c.informative, c.informative / c.n
+    if q in (0.0, 1.0):
+        return min(cap + 1, math.ceil(floor / share)) if floor / share <= cap else None
+    if q == 0.5:
+        return None
+    z = stats.norm.isf(level / 2) + stats.norm.isf(1 - POWER)
+    n = max(floor, math.ceil((z * 0.5 / abs(q - 0.5)) ** 2)) / share
+    return math.ceil(n) if n <= cap else None

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ablate.overrides import as_float, is_number, value_text
 from ablate.report.load.plan import Plan, load_plan
 from ablate.report.load.runs import Run, find_summaries, load_run
@@ -31,7 +33,8 @@ class Sweep:
     plan: Plan | None
     target: float | None
     claims: list[dict[str, Any]]
-    budget: float  # the longest training: what a never-reached steps_to_target counts as in claims
+    budget: float  # the longest training (steps)
+    val_interval: float = math.nan  # steps between validations: steps_to_target's resolution
 
     def cells(self) -> dict[tuple[str, ...], list[Run]]:
         """Runs grouped by the values of the factors, in level order."""
@@ -50,6 +53,12 @@ class Sweep:
 def unique(items: Iterable[str]) -> list[str]:
     """The items in order, each once."""
     return list(dict.fromkeys(items))
+
+
+def validation_interval(runs: list[Run]) -> float:
+    """The usual number of steps between two validations (the median gap over the runs' curves)."""
+    gaps = [g for r in runs for g in np.diff(r.series(TARGET_METRIC)[0]) if g > 0]
+    return float(np.median(gaps)) if gaps else math.nan
 
 
 def step_budget(runs: list[Run]) -> float:
@@ -118,4 +127,7 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     planned = plan.values if plan else {}
     levels = {f: order_levels((r.factors[f] for r in runs), planned.get(f, [])) for f in factors}
     claims = [c for c in block.get("claims") or [] if isinstance(c, dict)]
-    return Sweep(root, runs, factors, levels, plan, target, claims, step_budget(runs))
+    return Sweep(
+        root, runs, factors, levels, plan, target, claims, step_budget(runs),
+        validation_interval(runs),
+    )  # fmt: skip

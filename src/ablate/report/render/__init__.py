@@ -7,6 +7,8 @@ The top layer: reads judge/ and load/; nothing below imports it.
 from ablate.report.render.claims_section import (
     fmt_difference,
     fmt_needed,
+    fmt_p,
+    fmt_signs,
     fmt_used,
     fmt_verdict,
     section_claims,
@@ -23,6 +25,6 @@ from ablate.report.render.tables import (
 )
 
 __all__ = [
-    "OUTCOME_COLUMNS", "RUN_COLUMNS", "fmt_difference", "fmt_needed", "fmt_stat", "fmt_used",
+    "OUTCOME_COLUMNS", "RUN_COLUMNS", "fmt_difference", "fmt_needed", "fmt_p", "fmt_signs", "fmt_stat", "fmt_used",
     "fmt_verdict", "md_table", "render_summary", "section_claims", "short_commit", "write_csv", "write_plots",
 ]  # fmt: skip

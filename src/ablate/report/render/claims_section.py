@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from ablate.overrides import value_text
-from ablate.report.judge.claims import higher_is_better, interaction
+from ablate.report.judge import exact
+from ablate.report.judge.spec import higher_is_better, interaction
 from ablate.report.judge.stats import Stat
-from ablate.report.judge.verdicts import ALPHA, Verdict
+from ablate.report.judge.verdicts import Comparison, Verdict
 from ablate.report.load.runs import STEPS
 from ablate.report.load.sweep import Sweep
 from ablate.report.render.forest import FOREST
-from ablate.report.render.tables import csv_value, fmt_stat, md_table, metric_digits
+from ablate.report.render.tables import fmt_stat, md_table, metric_digits
 
 
 def _num(value: float, digits: int) -> str:
@@ -21,16 +22,15 @@ def _num(value: float, digits: int) -> str:
 
 
 def fmt_difference(v: Verdict) -> str:
-    """`+0.0087 [+0.0021, +0.0153]`, with the interval's level when it is not 95%."""
+    """`+0.0087 [+0.0021, +0.0153]`: the mean difference and its 95% t-interval (the effect's size),
+    with the seeds it is over when some had no finite difference (a failure, a target not reached)."""
     c = v.comparison
-    if c is None:
+    if c is None or not math.isfinite(c.mean):
         return "—"
     d = metric_digits(v.claim["metric"])
     text = f"{_num(c.mean, d)} [{_num(v.lo, d)}, {_num(v.hi, d)}]"
-    if v.verdict == "no effect":  # the TOST interval, which lies inside ±margin
-        text += f" (TOST {100 * (1 - 2 * v.level):.3g}%)"
-    elif not math.isclose(v.level, ALPHA):
-        text += f" ({100 * (1 - v.level):.3g}%)"
+    if c.pairing == "paired" and c.finite < c.n:
+        text += f" over {c.finite} of {c.n} seeds"
     return text
 
 
@@ -47,14 +47,31 @@ def fmt_needed(v: Verdict) -> str:
     return ">1000" if math.isinf(v.needed) else str(int(v.needed))
 
 
+def fmt_p(v: Verdict) -> str:
+    """The exact p against the level it was held to: `0.0039 ≤ 0.0167`."""
+    if not math.isfinite(v.p_adj):
+        return "—"
+    if v.verdict == "no effect":
+        return f"TOST {v.p_equiv:.2g} ≤ {v.eq_level:.2g}"
+    if not math.isfinite(v.level):
+        return f"{v.p_adj:.2g}"
+    return f"{v.p_adj:.2g} {'≤' if v.p_adj <= v.level else '>'} {v.level:.2g}"
+
+
+def fmt_signs(c: Comparison | None) -> str:
+    """Seeds as claimed / against / tied (/ both at their worst), e.g. `6/1/0`."""
+    if c is None or c.wins is None:
+        return "—"
+    return f"{c.wins}/{c.losses}/{c.ties}" + (f"/{c.neither}" if c.neither else "")
+
+
 def claims_table(verdicts: Sequence[Verdict]) -> str:
-    """Claim, difference [interval], wins, Holm-adjusted p, verdict, seeds used and needed."""
-    header = ["claim", "difference [CI]", "wins", "adj. p", "verdict", "seeds used", "seeds needed"]
+    """Claim, difference [95% CI], signs, exact p vs level, verdict, seeds used and needed."""
+    header = ["claim", "difference [95% CI]", "for/against/tied", "exact p vs level", "verdict",
+              "seeds used", "seeds needed"]  # fmt: skip
     rows = []
     for v in verdicts:
-        c = v.comparison
-        wins = f"{c.wins}/{c.n}" if c is not None and c.wins is not None else "—"
-        p = f"{v.p_adj:.3g}" if math.isfinite(v.p_adj) else "—"
+        wins, p = fmt_signs(v.comparison), fmt_p(v)
         text = v.claim.get("text") or "(claim without text)"
         rows.append(
             [text, fmt_difference(v), wins, p, f"**{v.label}**", fmt_used(v), fmt_needed(v)]
@@ -79,18 +96,25 @@ def fmt_verdict(v: Verdict) -> str:
         return f"{c['factor']}={value_text(value)}: {fmt_stat(stat, d)} (n={stat.n})"
 
     cmp = v.comparison
-    effect = "d_z" if cmp.pairing == "paired" else "Hedges' g"
+    effect = "d_z" if cmp.pairing == "paired" else ""
     numbers = [f"P(better beats worse) = {cmp.prob:.2f}" if math.isfinite(cmp.prob) else ""]
-    numbers.append(f"{effect} = {cmp.effect:.2f}" if math.isfinite(cmp.effect) else "")
-    lo95, hi95 = v.ci95
-    numbers.append(f"95% CI [{_num(lo95, d)}, {_num(hi95, d)}]")
+    numbers.append(f"{effect} = {cmp.effect:.2f}" if effect and math.isfinite(cmp.effect) else "")
     numbers.append(f"margin ±{v.margin:.{d}f}")
-    if math.isfinite(cmp.perm_p):
-        floor = 2 / 2**cmp.n  # the smallest two-sided p n pairs' sign flips can give
+    test = "exact sign-flip" if cmp.pairing == "paired" else "Mann-Whitney exact"
+    numbers.append(
+        f"{test} p = {cmp.p:.3g} (level {v.level:.3g})" if math.isfinite(v.level) else ""
+    )
+    if math.isfinite(v.p_equiv) and cmp.pairing == "paired":
         numbers.append(
-            f"p = {cmp.p:.3g} (t), {cmp.perm_p:.3g} (sign-flip permutation; "
-            f"at {cmp.n} pairs never below {floor:.3g})"
+            f"TOST p = {v.p_equiv:.3g}"
+            + (f" (level {v.eq_level:.3g})" if math.isfinite(v.eq_level) else "")
         )
+    if cmp.informative and math.isfinite(v.level) and exact.smallest_p(cmp.informative) > v.level:
+        numbers.append(
+            f"at {cmp.informative} seeds with a sign the exact p is never below {exact.smallest_p(cmp.informative):.3g}"
+        )
+    if v.acted:
+        numbers.append(v.acted)
     picks = "; ".join(f"{side_}: {pick}" for side_, pick in v.picks.items())
     return (
         f"- **{v.label}**: “{text}” — `{c['metric']}`{scope}, "
@@ -117,19 +141,23 @@ def section_claims(sweep: Sweep, verdicts: list[Verdict], plots: Sequence[str] =
     steps = any(v.claim.get("metric") == STEPS for v in verdicts)
     rule = (
         f"**Method: {_method(verdicts)}.** Difference = better − worse, signed so that positive "
-        "= as claimed (negated when lower is better). Runs are paired by seed and by the swept "
-        "factors a claim does not fix; Welch's unpaired t-test where they cannot be paired. "
-        "**supported** / **contradicted**: the interval lies above / below 0, i.e. the "
-        f"Holm-adjusted p < {verdicts[0].alpha:.3g} (each interval is at its claim's Holm level, "
-        "shown when not 95%); **no effect**: the TOST (1 − 2α) interval lies inside ±margin; else "
-        "**inconclusive**, with the seeds that would decide it at the observed sd. Each paired "
-        "line also gives a sign-flip permutation p beside the t-test's, a check that needs no "
-        "normality (it does not change the verdict)."
+        "= as claimed (negated when lower is better). The seed is the unit: each arm has one "
+        "outcome per seed, the swept factors a claim does not fix averaged within the seed; a run "
+        "that failed or diverged counts as its arm's worst outcome. The exact sign-flip test of "
+        "the per-seed differences (signed ranks; no normality assumed) decides: **supported** / "
+        f"**contradicted** when its p is at or below the claim's level (Holm over the claims at "
+        f"α = {verdicts[0].alpha:.3g}, spent over a study's looks; a claim decided at a look stays "
+        "decided); **no effect** when two one-sided exact tests put the difference inside "
+        "±margin (a Holm family of their own); **not tested** when the arms were identical at "
+        "every seed; else **inconclusive**, with the seeds that would decide it with 80% power. "
+        "n seeds with a sign can reach p = 2/2^n at best, so fewer than 6 never decide at 0.05. "
+        "The mean difference and its 95% t-interval give the effect's size and decide nothing."
     )
     if steps:
         rule += (
-            " For steps_to_target, runs that never reached the target — diverged runs included — "
-            f"count as {csv_value(sweep.budget) or 'the step budget'} steps, the worst outcome."
+            " For steps_to_target, a run that never reached the target (diverged runs included) "
+            "is censored: its rank is last, its size unknown, so each claim says how many seeds "
+            "of each arm reached it, and the interval is over the seeds where both did."
         )
     if any(v.claim.get("metric") == "val/acc_best" for v in verdicts):
         rule += " For val/acc_best, diverged runs count with the best they reached."

@@ -33,7 +33,7 @@ def _scale(verdicts: list[Verdict]) -> tuple[list[float], str, float]:
 
 def plot_forest(verdicts: list[Verdict], path: Path) -> bool:
     """The forest plot of the claims; False (no file) if none has a difference."""
-    drawn = lambda v: v.comparison is not None and math.isfinite(v.lo)  # noqa: E731
+    drawn = lambda v: v.comparison is not None and math.isfinite(v.lo) and math.isfinite(v.hi)  # noqa: E731
     if not any(map(drawn, verdicts)):
         return False
     rows = list(verdicts)
@@ -63,9 +63,7 @@ def plot_forest(verdicts: list[Verdict], path: Path) -> bool:
             continue
         f = next(factors)
         lim = max(lim, abs(v.lo * f), abs(v.hi * f))
-        lo95, hi95 = v.ci95
-        ax.plot([v.lo * f, v.hi * f], [yi, yi], color=color, lw=1)  # decision interval
-        ax.plot([lo95 * f, hi95 * f], [yi, yi], color=color, lw=4, solid_capstyle="butt")
+        ax.plot([v.lo * f, v.hi * f], [yi, yi], color=color, lw=4, solid_capstyle="butt")
         ax.plot([v.comparison.mean * f], [yi], "o", color=color)
     labels = [textwrap.shorten(v.claim.get("text") or "(claim)", 48) for v in rows]
     ax.set_yticks(y, labels, fontsize=8)
@@ -78,7 +76,9 @@ def plot_forest(verdicts: list[Verdict], path: Path) -> bool:
     )
     ax.set_xlim(-1.1 * lim, 1.1 * lim)
     ax.set_xlabel(xlabel)
-    ax.set_title("Claims: mean difference, 95% CI (thick), decision interval (thin)", pad=16)
+    ax.set_title(
+        "Claims: mean difference and 95% t-interval; the verdict is the exact test's", pad=16
+    )
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize="small", loc="lower right")
     fig.tight_layout()

@@ -33,7 +33,9 @@ def section_study(study: dict[str, Any] | None, verdicts: list[Verdict]) -> str:
     per_claim = ["| claim | verdict | seeds used | decided at look |", "|---|---|---|---|"]
     for v in verdicts:
         text = str(v.claim.get("text") or "(claim without text)")
-        per_claim.append(f"| {text} | {v.label} | {fmt_used(v)} | {decided_at.get(text, '—')} |")
+        per_claim.append(
+            f"| {text} | {v.label} | {fmt_used(v)} | {v.look or decided_at.get(text, '—')} |"
+        )
     stopped = study.get("stopped") or "not yet (the study is still running, or was stopped)"
     return (
         "## Sequential study\n\n"
@@ -41,7 +43,8 @@ def section_study(study: dict[str, Any] | None, verdicts: list[Verdict]) -> str:
         f"each later round adds {add} seed{'s' * (add != 1)} only to the cells that the still-undecided claims "
         f"compare, up to {cap} seeds per cell. Every round is a look, judged with Pocock "
         f"(Lan-DeMets) alpha spending over at most {K} looks, at the planned seeds per look as "
-        f"information fractions. Stopped: {stopped}.\n\n" + "\n".join(rows) + "\n\n"
+        "information fractions, and group-sequential Holm over the claims; a claim decided at a "
+        f"look stays decided. Stopped: {stopped}.\n\n" + "\n".join(rows) + "\n\n"
         "Seeds used per claim (pairs at the last look):\n\n" + "\n".join(per_claim) + "\n"
     )
 
