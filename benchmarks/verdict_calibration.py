@@ -95,13 +95,21 @@ SCENARIOS = [
     Scenario("null_identical_arms", _identical(0.0), True),
     Scenario("null_float_noise", _identical(1e-9), True),
     Scenario("null_seed_dependent", _seed_dependent, True, factors=2),
-    Scenario("null_at_margin", _pairs(lambda r, n, b: _acc(r, n, 0.005 * b, 0.003)), True,
-             error=("no effect",)),  # fmt: skip
+    Scenario(
+        "null_at_margin",
+        _pairs(lambda r, n, b: _acc(r, n, 0.005 * b, 0.003)),
+        True,
+        error=("no effect",),
+    ),  # fmt: skip
     Scenario("effect_normal_1sd", _pairs(lambda r, n, b: _acc(r, n, 0.01 * b)), False),
     Scenario("effect_normal_2sd", _pairs(lambda r, n, b: _acc(r, n, 0.02 * b)), False),
     Scenario("effect_collapse", _pairs(lambda r, n, b: _collapse(r, n, 0.0 if b else 0.5)), False),
-    Scenario("effect_censored_faster", _pairs(lambda r, n, b: _steps(r, n, 60 if b else 140, 0.2)),
-             False, STEPS),  # fmt: skip
+    Scenario(
+        "effect_censored_faster",
+        _pairs(lambda r, n, b: _steps(r, n, 60 if b else 140, 0.2)),
+        False,
+        STEPS,
+    ),  # fmt: skip
 ]
 
 
@@ -147,7 +155,9 @@ def main() -> None:
             errors = sum(r[0] for r in results)
             ci = stats.binomtest(errors, args.studies).proportion_ci(method="exact")
             rate = errors / args.studies
-            print(f"{s.name:26} {args.studies:7d} {rate:8.3f} [{ci.low:.3f}, {ci.high:.3f}] FWER {seeds:10.1f}")
+            print(
+                f"{s.name:26} {args.studies:7d} {rate:8.3f} [{ci.low:.3f}, {ci.high:.3f}] FWER {seeds:10.1f}"
+            )
             figure(f"verdict_calibration/{s.name}/fwer", rate, "share")
         else:
             power = sum(r[1] for r in results) / (CLAIMS * args.studies)

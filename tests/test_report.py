@@ -330,7 +330,9 @@ def test_summary_md(built: Path, sweep_dir: Path):
     assert "diverged runs included" in md and "3 seeds, `optim.lr` averaged: 3 as claimed" in md
     # the claims table and forest plot come right after "What was run"
     assert md.index("## What was run") < md.index("## Claims") < md.index("## Status")
-    assert md.index("](forest.png)") < md.index("| claim | difference [95% CI] | for/against/tied |")
+    assert md.index("](forest.png)") < md.index(
+        "| claim | difference [95% CI] | for/against/tied |"
+    )
     assert md.count("](forest.png)") == 1
     assert "| 3/0/0 |" in md and "| 0/3/0 |" in md and "| 0.25 > 0.013 |" in md
     assert "not reached (0/" not in md  # every completed run reached the target

@@ -236,7 +236,9 @@ def test_an_a_a_study_is_not_tested_and_stops_without_adding_seeds(data_root, tm
     }
     study = json.loads((sweep / "study.json").read_text())
     assert study["stopped"] == "every claim decided or not tested (identical arms)"
-    assert len(study["rounds"]) == 1 and study["rounds"][0]["verdicts"][0]["verdict"] == "not tested"
+    assert (
+        len(study["rounds"]) == 1 and study["rounds"][0]["verdicts"][0]["verdict"] == "not tested"
+    )
     assert "round 1 (look 1 of 3): 2 seeds in 2 cells; claims 0 decided, 1 not tested" in out
     assert out.count("$ python -m ablate.train") == 1
     summary = (sweep / "report" / "summary.md").read_text()
