@@ -22,6 +22,7 @@ from ablate.report.judge import Comparison, Verdict
 from ablate.report.load import study_plan
 from ablate.study import (
     Design,
+    StudyError,
     blocks,
     cells_to_extend,
     claim_cells,
@@ -312,3 +313,36 @@ def test_make_studies_runs_each_preset_with_the_extra_args_and_keeps_its_report(
                    capture_output=True)  # fmt: skip
     last = (tmp_path / "calls.txt").read_text().splitlines()[-1]
     assert last == f"-m ablate.study experiment=bn_mlp_quick --max-hours 0.5 {common}"
+
+
+def test_a_seed_cap_that_can_never_decide_is_refused_and_every_preset_can_decide():
+    from ablate.study import budget_problem
+
+    assert budget_problem(3, 10, 2, 2) is None  # 5 looks, level 0.0077: 9 seeds reach it
+    problem = budget_problem(3, 5, 2, 3)
+    assert problem.startswith("study.max_seeds=5 can never decide a claim") and ">=9" in problem
+    assert budget_problem(3, 3, 2, 0) is None  # no claims: nothing to decide
+    studies = 0
+    for path in sorted((REPO / "conf" / "experiment").glob("*.yaml")):
+        try:
+            design = read_design(f"experiment={path.stem}", [])
+        except StudyError as e:  # not a study (no seeds swept): refused with one line
+            assert "a study needs" in str(e), (path.stem, e)
+            continue
+        studies += 1
+        cap, add, _ = resolve_budget(design.budget)
+        assert budget_problem(len(design.seeds), cap, add, design.claims) is None, path.stem
+    assert studies >= 20
+
+
+def test_the_study_cli_refuses_the_cap_before_anything_runs(tmp_path: Path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ablate.study", "experiment=bn_mlp_quick", "--max-seeds", "4",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "study.max_seeds=4 can never decide a claim" in errors[0]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "sweep").exists()

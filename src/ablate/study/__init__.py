@@ -54,6 +54,7 @@ from ablate.study.rounds import (
     ADD,
     MAX_SEEDS,
     SPENDING,
+    budget_problem,
     cells_to_extend,
     claim_cells,
     planned_looks,
@@ -62,7 +63,7 @@ from ablate.study.rounds import (
 )
 
 __all__ = [
-    "Design", "Study", "StudyError", "blocks", "cells_to_extend", "claim_cells", "main",
+    "Design", "Study", "StudyError", "blocks", "budget_problem", "cells_to_extend", "claim_cells", "main",
     "planned_looks", "read_design", "resolve_budget", "round_commands", "seeds_at", "stop_reason",
 ]  # fmt: skip
 
@@ -251,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         budget = resolve_budget(
             design.budget, args.max_seeds, args.add, args.max_hours, args.default_max_hours
         )
+        if problem := budget_problem(len(design.seeds), budget[0], budget[1], design.claims):
+            raise StudyError(problem)  # before anything runs: these seeds could not decide
         Study(design, *budget, log, ["ablate.study", *argv]).run()
     except StudyError as e:
         print(f"ablate.study: error: {e}", file=sys.stderr)

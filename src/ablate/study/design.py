@@ -38,6 +38,7 @@ class Design:
     seeds: list[int]  # the preset's seeds: round 1
     # the preset's declared `study:` budget (max_seeds, add, max_hours), {} when it has none
     budget: dict[str, Any] = field(default_factory=dict)
+    claims: int = 0  # how many claims its report judges (the Holm family at most)
 
 
 def blocks(cells: Sequence[Cell]) -> list[list[list[str]]]:
@@ -118,7 +119,8 @@ def read_design(experiment: str, extras: list[str]) -> Design:
         raise StudyError("a study needs Hydra's basic (grid) sweeper")
     if "${now:" in str(OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("dir")):
         raise StudyError("the preset has no fixed hydra.sweep.dir: rounds must share one folder")
-    params = OmegaConf.to_container(cfg.hydra.sweeper.params or {}, resolve=True)
+    swept_params = cfg.hydra.sweeper.params
+    params = OmegaConf.to_container(swept_params, resolve=True) if swept_params else {}
     levels = {bare(k): _levels(k, v) for k, v in params.items()}
     # The command line wins over sweeper params (BasicSweeper): a fixed value leaves one level.
     levels.update({k: v for k, v in fixed.items() if k in levels})
@@ -129,6 +131,14 @@ def read_design(experiment: str, extras: list[str]) -> Design:
     factors = {k: v for k, v in levels.items() if not k.startswith("hydra")}
     sweep_dir = Path(str(cfg.hydra.sweep.dir)).expanduser().resolve()
     budget = OmegaConf.to_container(cfg.study, resolve=True) if cfg.get("study") else {}
+    claims = len(OmegaConf.select(cfg, "report.claims", default=None) or [])
     return Design(
-        experiment, extras, sweep_dir, factors, set(params), [int(s) for s in seeds], budget
+        experiment,
+        extras,
+        sweep_dir,
+        factors,
+        set(params),
+        [int(s) for s in seeds],
+        budget,
+        claims,
     )

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ablate.report.judge import Verdict, interaction, same_value
+from ablate.report.judge import ALPHA, Verdict, interaction, look_alpha, pairs_for, same_value
 from ablate.study.design import Cell
 
 ADD, MAX_SEEDS, SPENDING = 2, 10, "pocock"
@@ -16,6 +16,27 @@ ADD, MAX_SEEDS, SPENDING = 2, 10, "pocock"
 def planned_looks(initial: int, max_seeds: int, add: int) -> int:
     """K, the most looks the seed cap allows: 1 + ceil((max_seeds - initial) / add)."""
     return 1 + max(0, math.ceil((max_seeds - initial) / add))
+
+
+def budget_problem(initial: int, max_seeds: int, add: int, claims: int) -> str | None:
+    """Why a seed cap can never decide a claim (exact tests need 2/2^n <= the last look's level)."""
+    if claims < 1:
+        return None
+    looks = planned_looks(initial, max_seeds, add)
+    level = look_alpha(looks, looks, ALPHA / claims)
+    if max(max_seeds, initial) >= pairs_for(level):
+        return None
+    fits = next(c for c in range(initial, 10**4) if _reaches(initial, c, add, claims))
+    return (
+        f"study.max_seeds={max_seeds} can never decide a claim: with {claims} claims over {looks} "
+        f"looks the last look's level is {level:.3g}, which the exact test reaches only with "
+        f"{pairs_for(level)} seeds; use study.max_seeds>={fits} (or --max-seeds {fits})"
+    )
+
+
+def _reaches(initial: int, cap: int, add: int, claims: int) -> bool:
+    looks = planned_looks(initial, cap, add)
+    return cap >= pairs_for(look_alpha(looks, looks, ALPHA / claims))
 
 
 def seeds_at(initial: Sequence[int], look: int, add: int, max_seeds: int) -> list[int]:

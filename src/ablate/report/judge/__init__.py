@@ -7,6 +7,7 @@ Reads the loading layer only; never imports render/.
 """
 
 from ablate.report.judge.claims import judge, judge_all
+from ablate.report.judge.exact import pairs_for
 from ablate.report.judge.sequential import boundaries, describe, look_alpha, spent
 from ablate.report.judge.spec import higher_is_better, interaction, same_value
 from ablate.report.judge.stats import (
@@ -24,6 +25,6 @@ from ablate.report.judge.verdicts import ALPHA, Comparison, Verdict
 __all__ = [
     "ALPHA", "Comparison", "Stat", "Verdict", "boundaries", "carry", "counts", "describe",
     "higher_is_better", "interaction", "judge", "judge_all", "judge_study", "judge_sweep", "look_alpha",
-    "mean_ci", "reached_target", "same_value", "sample", "spent", "t975",
+    "mean_ci", "pairs_for", "reached_target", "same_value", "sample", "spent", "t975",
     "t_quantile",
 ]  # fmt: skip
