@@ -33,6 +33,7 @@ from ablate.report.render import (
     fmt_needed,
     fmt_p,
     fmt_signs,
+    fmt_used,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,6 +109,22 @@ def _old(old: dict[str, str], text: str) -> str:
     return next((v for k, v in old.items() if text.startswith(k)), "-")
 
 
+def verdicts(preset: str, november: bool = False) -> tuple[list, list[dict]]:
+    """The preset's re-judged verdicts, and its claims results.csv cannot judge."""
+    sweep, looks = load(preset, november), look_of(preset, november)
+    judgeable = [
+        c for c in sweep.claims
+        if c["metric"] == STEPS or any(c["metric"] in r.metrics for r in sweep.runs)
+    ]  # fmt: skip
+    seeds = sorted({int(r.seed) for r in sweep.runs if str(r.seed).isdigit()})
+    fractions = None
+    if looks is not None:  # the study's planned seeds per look: 3, then +2, up to its cap
+        fractions = tuple(float(min(len(seeds), 3 + 2 * j)) for j in range(looks[1]))
+        fractions = fractions if len(set(fractions)) == looks[1] else None
+    rest = [c for c in sweep.claims if c not in judgeable]
+    return judge_all(sweep, judgeable, looks=looks, fractions=fractions), rest
+
+
 def table(presets: list[str], november: bool = False) -> str:
     """One row per claim: old verdict, new verdict and the numbers behind it."""
     out = [
@@ -116,28 +133,13 @@ def table(presets: list[str], november: bool = False) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for preset in presets:
-        sweep, old, looks = (
-            load(preset, november),
-            old_verdicts(preset, november),
-            look_of(preset, november),
-        )
-        judgeable = [
-            c
-            for c in sweep.claims
-            if c["metric"] == STEPS or any(c["metric"] in r.metrics for r in sweep.runs)
-        ]
-        for c in sweep.claims:
-            if c not in judgeable:
-                out.append(
-                    f"| {preset} | {c['text']} | {_old(old, c['text'])} | not in results.csv | | | | |"
-                )
-        seeds = sorted({int(r.seed) for r in sweep.runs if str(r.seed).isdigit()})
-        fractions = None
-        if looks is not None:  # the study's planned seeds per look: 3, then +2, up to its cap
-            k, K = looks
-            fractions = tuple(float(min(len(seeds), 3 + 2 * j)) for j in range(K))
-            fractions = fractions if len(set(fractions)) == K else None
-        for v in judge_all(sweep, judgeable, looks=looks, fractions=fractions):
+        old = old_verdicts(preset, november)
+        judged, rest = verdicts(preset, november)
+        for c in rest:
+            out.append(
+                f"| {preset} | {c['text']} | {_old(old, c['text'])} | not in results.csv | | | | |"
+            )
+        for v in judged:
             needed = "" if v.final else fmt_needed(v)
             out.append(
                 f"| {preset} | {v.claim['text']} | {_old(old, v.claim['text'])} | **{v.label}** "
@@ -150,11 +152,55 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--write", action="store_true", help="write docs/results/rejudged.md")
     p.add_argument("--november", action="store_true", help="the November studies")
+    p.add_argument("--scoreboard", action="store_true",
+                   help="rewrite the verdict, difference and seeds of docs/results/README.md's scoreboard")  # fmt: skip
     args = p.parse_args()
     text = table(list(NOVEMBER) if args.november else landed(), args.november)
     print(text)
     if args.write:
         (RESULTS / "rejudged.md").write_text(HEADER + text + "\n")
+    if args.scoreboard:
+        rewrite_scoreboard(RESULTS / "README.md")
+
+
+def rewrite_scoreboard(path: Path) -> None:
+    """The scoreboard's verdict, difference and seeds columns from today's engine (other columns kept)."""
+    text = path.read_text()
+    judged: dict[tuple[str, str], list[str]] = {}
+    for preset in landed():
+        found, rest = verdicts(preset)
+        for v in found:
+            why = (
+                ""
+                if v.final
+                else f" (~{fmt_needed(v)} seeds needed)"
+                if fmt_needed(v) != "—"
+                else ""
+            )
+            judged[(preset, v.claim["text"])] = [
+                f"**{v.label}**{why}",
+                fmt_difference(v),
+                fmt_used(v),
+            ]
+        for c in rest:
+            judged[(preset, c["text"])] = [
+                "not re-judged (its metric is not in results.csv)",
+                "",
+                "",
+            ]
+    lines = []
+    for line in text.splitlines():
+        cells = (
+            [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+            if line.startswith("| `")
+            else []
+        )
+        key = (cells[0].strip("`"), cells[1].replace("\\|", "|")) if cells else None
+        if key in judged:
+            cells[3:6] = judged[key]
+            line = "| " + " | ".join(cells) + " |"
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n")
 
 
 HEADER = """# Landed studies judged again with the exact-test engine (issue 25)

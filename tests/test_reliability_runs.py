@@ -212,13 +212,14 @@ def test_a_second_sweep_into_a_running_sweeps_dir_is_refused(data_root, tmp_path
     sweep = tmp_path / "sweep"
     args = [
         "-m",
-        "norm=batch,group,layer",
-        "seed=0,1",
+        "norm=batch,group,layer,none",
+        "seed=0,1,2",
         *fast_overrides(data_root, tmp_path),
         f"hydra.sweep.dir={sweep}",
     ]
     first = _popen(args)
-    # 6 cells: the first sweep is still at work while the second starts, even on a busy machine.
+    # 12 cells: the first sweep is still at work while the second starts (a refused command no
+    # longer imports Lightning, but a sweep must, ~5 s: 6 tiny cells could all end before that).
     _wait_for(sweep / "norm=batch,seed=0" / "summary.json", first)
     second = run_cli(*args, env=ENV)
     assert second.returncode == 2
@@ -227,7 +228,7 @@ def test_a_second_sweep_into_a_running_sweeps_dir_is_refused(data_root, tmp_path
     assert first.returncode == 0, err[-3000:]
     found = summaries(sweep)
     assert sorted(found) == [
-        f"norm={n},seed={s}" for n in ("batch", "group", "layer") for s in (0, 1)
+        f"norm={n},seed={s}" for n in ("batch", "group", "layer", "none") for s in (0, 1, 2)
     ]
     assert {s["status"] for s in found.values()} == {"completed"}
 
