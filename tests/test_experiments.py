@@ -116,11 +116,11 @@ def test_a_shrunk_real_sweep_reports_every_run(data_root, tmp_path):
     assert "Dropout shrinks the train-test gap" in summary_md
     # One verdict line per claim, from seeds paired across the two cells (both ran seeds 0 and 1).
     line = re.search(
-        r"- \*\*(supported|contradicted|no effect|inconclusive)[^*]*\*\*: “Dropout shrinks the train-test gap[^\n]*",
+        r"- \*\*(supported|contradicted|no effect|not tested|inconclusive)[^*]*\*\*: “Dropout shrinks the train-test gap[^\n]*",
         summary_md,
     )
     assert line is not None, summary_md
-    assert "paired" in line.group(0)
+    assert "(2 seeds: " in line.group(0) or "; 2 seeds: " in line.group(0)  # paired by seed
     statuses = {json.loads(p.read_text())["status"] for p in sweep.rglob("summary.json")}
     assert statuses == {"completed"}
 
@@ -158,7 +158,7 @@ def test_a_shrunk_new_preset_runs_end_to_end_with_a_verdict_line_per_claim(
     claims = compose_preset(preset)["report"]["claims"]
     for claim in claims:
         line = re.search(
-            r"- \*\*(supported|contradicted|no effect|inconclusive)[^*]*\*\*: “"
+            r"- \*\*(supported|contradicted|no effect|not tested|inconclusive)[^*]*\*\*: “"
             + re.escape(claim["text"]),
             md,
         )

@@ -120,6 +120,7 @@ def test_a_target_one_arm_never_reaches_is_censored_not_the_budget():
     # neither arm ever reaches it: no "no effect +0 [+0, +0]"
     (n,) = verdicts_of({"a": [NEVER] * 8, "b": [NEVER] * 8}, claim, metric=STEPS)
     assert n.verdict == "inconclusive" and n.comparison.neither == 8
+    assert "not estimable at this budget" in n.reason
     # A reaches at 20 in 4/6 seeds and never in 2/6, B at 100 in 6/6: no sign flip with the budget
     mixed = {"a": [20, 20, 20, 20, NEVER, NEVER], "b": [100] * 6}
     lo, hi = (verdicts_of(mixed, claim, metric=STEPS, budget=b)[0] for b in (158, 1000))

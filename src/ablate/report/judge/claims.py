@@ -218,7 +218,11 @@ def judge_all(
         needed = math.nan
         if verdict == "inconclusive":
             floor = exact.pairs_for(d.level)
-            if exact.smallest_p(c.informative) > d.level:
+            if prep.reached and not c.informative:  # censoring left no seed with a sign
+                reason += (
+                    "; not estimable at this budget: no seed has an arm that reached the target"
+                )
+            elif exact.smallest_p(c.informative) > d.level:
                 reason += (
                     f"; an exact test needs {floor} seeds with a sign to reach p <= {d.level:.3g}"
                 )
