@@ -126,3 +126,31 @@ def test_an_older_summary_has_no_techniques_and_no_cpu_model(tmp_path, older):
     run = load_run(path, tmp_path)
     assert run.techniques == {} and run.cpu_model is None and run.gpu_models == []
     assert acted([run], "max_norm") == (0, 0)
+
+
+def test_counts_survive_a_checkpoint_but_testing_a_best_checkpoint_does_not_rewind_them():
+    from ablate.training.acted import TechniqueUse
+
+    use = TechniqueUse(Reg(max_norm=1.0, l2=0.1))
+    use.setup(None, nn.Module(), "fit")
+    use.on_train_batch_end(None, _Steps(5), None, None, 0)
+    saved = use.state_dict()
+    resumed = TechniqueUse(Reg(max_norm=1.0, l2=0.1))
+    resumed.setup(None, nn.Module(), "fit")
+    resumed.load_state_dict(saved)
+    resumed.on_train_batch_end(None, _Steps(2), None, None, 1)
+    record = resumed.record()
+    assert record["max_norm"] == {"limit": 1.0, "projections": 7, "steps": 2, "acted": True}
+    assert record["l2"]["loss_share"] == pytest.approx(0.5) and record["l2"]["acted"]
+    resumed.setup(None, nn.Module(), "test")  # trainer.test(ckpt_path=best) restores callbacks
+    resumed.load_state_dict(saved)
+    assert resumed.record() == record
+
+
+class _Steps(nn.Module):
+    """A module whose last optimizer step rescaled `n` rows, with a penalty half of the loss."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.step_values = {"max_norm_projected": torch.tensor(n), "penalty": torch.tensor(1.0),
+                            "loss": torch.tensor(2.0)}  # fmt: skip
