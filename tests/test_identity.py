@@ -147,9 +147,10 @@ def test_the_machine_names_gpus_only_once_cuda_is_up(monkeypatch):
 
     from ablate.run import summary
 
-    cpus = f"{platform.machine()}, {os.cpu_count()} CPUs"
+    cpus = f"{platform.machine()}, {os.cpu_count()} CPUs (Test CPU 9000)"
+    monkeypatch.setattr(summary, "cpu_model", lambda: "Test CPU 9000")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert summary.machine() == cpus
+    assert summary.machine() == cpus and summary.gpu_models() is None
     names = ["NVIDIA H200", "NVIDIA H200", "NVIDIA A100"]
     asked = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -159,3 +160,4 @@ def test_the_machine_names_gpus_only_once_cuda_is_up(monkeypatch):
     assert summary.machine() == f"{cpus}, 3 CUDA GPUs" and asked == []  # no context made for it
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     assert summary.machine() == f"{cpus}, 2 x NVIDIA H200, 1 x NVIDIA A100"
+    assert summary.hardware()["gpu_models"] == names

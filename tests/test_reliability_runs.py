@@ -26,13 +26,15 @@ TINY = [
     "model.hidden=16",
 ]
 # Two epochs of 6 steps, last.ckpt every 4 steps; dropout and augmentation draw random numbers,
-# so an exact match after a restart needs every RNG stream and the loader's position back.
+# so an exact match after a restart needs every RNG stream and the loader's position back. A
+# max-norm limit that binds: its count of projections (summary.json's "techniques") must carry on.
 RESUMABLE = [
     *TINY,
     "trainer.max_epochs=2",
     "logger=csv",
     "aug=light",
     "reg=dropout",
+    "reg.max_norm=1.0",
     "callbacks.last_checkpoint.every_n_train_steps=4",
 ]
 ENV = {"OMP_NUM_THREADS": "1"}
@@ -73,6 +75,7 @@ def assert_same_result(reference: Path, run: Path) -> None:
     timing = lambda m: {k: v for k, v in m.items() if not k.startswith("perf/")}  # noqa: E731
     assert timing(b["metrics"]) == timing(a["metrics"])
     assert b["history"] == a["history"]
+    assert b["techniques"] == a["techniques"]  # counted before the restart, kept in last.ckpt
     wa, wb = (
         torch.load(r / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
         for r in (reference, run)
@@ -100,6 +103,9 @@ def test_sigkill_mid_epoch_resumes_to_the_same_result(data_root, tmp_path, refer
     assert_ok(resumed)
     assert "resuming the interrupted run" in resumed.stdout + resumed.stderr
     assert_same_result(reference, run)
+    counted = _summary(reference)["techniques"]
+    assert counted["max_norm"]["steps"] == 12 and counted["max_norm"]["projections"] > 0
+    assert counted["dropout"]["measured"] and counted["dropout"]["acted"]
 
 
 def test_sigkill_with_loader_workers_resumes_to_the_result_without_workers(

@@ -483,6 +483,26 @@ def test_the_machine_the_runs_trained_on_is_named_and_a_mix_is_counted(tmp_path:
     assert "; machine: x86_64, 2 CPUs (2 runs) | x86_64, 16 CPUs, 1 x GPU (1 run)." in md
 
 
+@pytest.mark.parametrize("mixed", [False, True])
+def test_the_cpu_models_and_capabilities_are_named_and_a_mix_is_flagged(tmp_path: Path, mixed):
+    amd, intel = ("AMD EPYC 7B13", "AVX2", []), ("Intel Xeon 8481C", "AVX512", ["NVIDIA H100"])
+    for seed, (cpu, cap, gpus) in enumerate([amd, amd, intel if mixed else amd]):
+        write_summary(
+            tmp_path, {"norm": "none", "seed": seed}, "completed", git_commit="a" * 16,
+            metrics={"test/acc": 0.9}, cpu_model=cpu, cpu_capability=cap, gpu_models=gpus,
+        )  # fmt: skip
+    md = (report.build_report(tmp_path) / "summary.md").read_text()
+    if not mixed:
+        assert "Hardware: AMD EPYC 7B13, torch CPU capability AVX2: the digits" in md
+        assert "Mixed hardware" not in md
+        return
+    assert (
+        "**Mixed hardware: the runs come from 2 kinds of machine** (AMD EPYC 7B13, torch "
+        "CPU capability AVX2 (2 runs) | Intel Xeon 8481C, torch CPU capability AVX512, GPU "
+        "NVIDIA H100 (1 run)): results are bitwise the same only on the same hardware" in md
+    )
+
+
 def test_accuracy_curves_plot_data_inside_0_1_and_two_factors_as_colour_and_style(
     sweep_dir: Path, tmp_path: Path, monkeypatch
 ):

@@ -39,6 +39,7 @@ class Classifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.reg = reg or Reg()
         self.tta_flip = tta_flip
+        self.step_values: dict[str, torch.Tensor] = {}  # the last training step's detached values
         self.decay_weights, self.other_params, self.decay_names = split_decay(net)
         # Val/test report plain cross-entropy, comparable across runs with and without smoothing.
         self.criterion = self.reg.criterion()
@@ -96,6 +97,7 @@ class Classifier(L.LightningModule):
         x, y = batch
         loss, data_loss, reg, logits = self.objective(x, y)
         values = {"loss": loss.detach(), "data_loss": data_loss.detach(), "penalty": reg.detach()}
+        self.step_values = values  # this step's, for the callbacks (ablate.training.acted)
         self.train_acc.update(logits, y)
         for name, value in values.items():  # epoch means weighted by batch size, like Lightning's
             getattr(self, f"train_{name}").update(value, len(y))
@@ -191,7 +193,9 @@ class Classifier(L.LightningModule):
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         # Max-norm right after the step, before any callback (a checkpoint) sees the weights.
-        self.reg.constrain_(self.decay_weights)
+        projected = self.reg.constrain_(self.decay_weights)
+        if projected is not None:
+            self.step_values["max_norm_projected"] = projected
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.reg.decay_(

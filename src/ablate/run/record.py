@@ -75,7 +75,10 @@ class RunRecord(BaseModel):
     config: dict[str, Any] | None = None  # the resolved config
     versions: dict[str, str] = Field(default_factory=dict)  # python and package versions
     git_commit: str | None = None  # '-dirty': code or configs had local changes
-    machine: str | None = None  # e.g. "x86_64, 16 CPUs, 1 x NVIDIA H200"
+    machine: str | None = None  # e.g. "x86_64, 16 CPUs (AMD EPYC 9654), 1 x NVIDIA H200"
+    cpu_model: str | None = None  # /proc/cpuinfo's "model name", e.g. "AMD EPYC 9654"
+    cpu_capability: str | None = None  # torch's CPU kernels, e.g. "AVX2", "AVX512"
+    gpu_models: list[str] | None = None  # one name per CUDA device the run saw (None: none used)
     started_at: str | None = None
     earlier_attempts: list[Attempt] = Field(default_factory=list)
     wall_time_s: float | None = None
@@ -87,6 +90,9 @@ class RunRecord(BaseModel):
     diverged_at_step: int | None = None
     threads: int | None = None
     diagnostics: dict[str, Any] | None = None  # e.g. {"landscape": [probe, ...]}
+    # per regularizer that was on, what it did and whether it acted: e.g. {"max_norm":
+    # {"projections": 0, "steps": 120, "acted": false}, "l2": {"loss_share": 0.03, "acted": true}}
+    techniques: dict[str, dict[str, Any]] | None = None
     data_path: str | None = None
     error: str | None = None
     traceback: str | None = None

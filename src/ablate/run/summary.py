@@ -49,16 +49,51 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
+    """The CPU's model name (/proc/cpuinfo's "model name", else platform.processor()); None if unknown."""
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model") and value.strip():
+                return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def cpu_capability() -> str | None:
+    """The instruction set torch's CPU kernels use here, e.g. "AVX2" or "AVX512" (None: unknown)."""
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):  # an older torch
+        return None
+
+
+def gpu_models() -> list[str] | None:
+    """The names of the CUDA GPUs, once a CUDA context exists (asking creates one); else None."""
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None  # before a fork-based launcher forks (ddp_fork), no context may be made
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
 def machine() -> str:
-    """The machine a run trained on, for reports: architecture, CPU count and any CUDA GPUs."""
-    text = f"{platform.machine()}, {os.cpu_count()} CPUs"
+    """The machine a run trained on, in one line: architecture, CPU count and model, CUDA GPUs."""
+    model = cpu_model()
+    text = f"{platform.machine()}, {os.cpu_count()} CPUs" + (f" ({model})" if model else "")
     if not torch.cuda.is_available():  # (creates no CUDA context)
         return text
-    if not torch.cuda.is_initialized():  # names need a context: asking would create one here,
-        n = torch.cuda.device_count()  # before a fork-based launcher forks (ddp_fork)
+    names = gpu_models()
+    if names is None:
+        n = torch.cuda.device_count()
         return f"{text}, {n} CUDA GPU{'s' * (n > 1)}"
-    names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return text + ", " + ", ".join(f"{names.count(n)} x {n}" for n in dict.fromkeys(names))
+
+
+def hardware() -> dict[str, Any]:
+    """The record's hardware fields: the one-line machine, CPU model and capability, GPU models."""
+    found = {"machine": machine(), "cpu_model": cpu_model(), "cpu_capability": cpu_capability(),
+             "gpu_models": gpu_models()}  # fmt: skip
+    return {k: v for k, v in found.items() if v is not None}  # unknown: not written
 
 
 RESULT_PATHS = ("src", "conf", "pyproject.toml", "requirements.lock")  # what decides a run's result
@@ -142,7 +177,7 @@ class RunSummary:
             config=OmegaConf.to_container(cfg, resolve=True),
             versions=package_versions(),
             git_commit=git_commit(),
-            machine=machine(),
+            **hardware(),
             started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
         if earlier:
@@ -195,7 +230,8 @@ class RunSummary:
         record.wall_time_s = round(time.perf_counter() - self.start, 3)
         for key, value in extra.items():  # keys the record does not name are kept as extras
             setattr(record, key, value)
-        record.machine = machine()  # now with the GPUs' names if the run used them
+        for key, value in hardware().items():  # now with the GPUs' names if the run used them
+            setattr(record, key, value)
         if metrics is not None:
             record.metrics = dict(sorted(metrics.items()))
         if history is not None:

@@ -99,16 +99,21 @@ class Reg:
                 if wd:
                     torch._foreach_mul_(group["params"], 1.0 - group["lr"] * wd)
 
-    def constrain_(self, weights: list[torch.Tensor]) -> None:
+    def constrain_(self, weights: list[torch.Tensor]) -> torch.Tensor | None:
         """Max-norm (Srivastava et al. 2014, Sec. 5.1): rescale each unit's incoming weights to norm <= c.
 
         A unit's incoming weight vector is a row of a Linear weight, or an output channel's flattened
         kernel of a Conv2d. Rows with norm <= c are multiplied by exactly 1, so they stay bitwise equal.
+        Returns how many rows were rescaled (a tensor on the weights' device: no host sync), or None
+        when max-norm is off.
         """
         if self.max_norm is None:
-            return
+            return None
+        projected = torch.zeros((), dtype=torch.long, device=weights[0].device if weights else None)
         with torch.no_grad():
             for w in weights:
                 norms = torch.linalg.vector_norm(w.flatten(1), dim=1)
+                projected += (norms > self.max_norm).sum()
                 scale = (self.max_norm / norms).clamp_(max=1.0)  # a zero row: inf -> 1
                 w.mul_(scale.view(-1, *(1,) * (w.dim() - 1)))
+        return projected

@@ -30,6 +30,7 @@ from ablate.run.results import best_checkpoint, final_metrics, log_hparams
 from ablate.run.summary import RunSummary
 from ablate.run.threads import set_threads
 from ablate.testing.faults import injected_faults
+from ablate.training.acted import TechniqueUse
 from ablate.training.curve import LearningCurve
 from ablate.training.divergence import DivergenceStop
 from ablate.training.step_limit import ValidateAtMaxSteps
@@ -69,7 +70,8 @@ def fit_and_test(
         loggers, callbacks = build_loggers_and_callbacks(cfg.logger, cfg.callbacks, cfg.diagnostics)
         # Not from conf/callbacks: a run with callbacks=none still has a curve and a divergence test.
         curve, divergence = LearningCurve(), DivergenceStop(cfg.max_loss)
-        watch = [curve, divergence, ValidateAtMaxSteps()]
+        use = TechniqueUse(model.reg)  # whether each regularizer that is on acted
+        watch = [curve, divergence, use, ValidateAtMaxSteps()]
         trainer: L.Trainer = instantiate(
             cfg.trainer, callbacks=callbacks + watch + injected_faults(cfg), logger=loggers or False,
             deterministic="warn" if cfg.deterministic else False, plugins=[AtomicCheckpointIO()],
@@ -90,6 +92,7 @@ def fit_and_test(
             epochs=trainer.current_epoch, splits=datamodule.split_sizes(),
             best_checkpoint=best_checkpoint(trainer), diverged_at_step=divergence.diverged_at_step,
             threads=threads, diagnostics=diag_series or None, data_path=datamodule.data_path,
+            techniques=use.record(),
         )  # fmt: skip
     log.info("run directory: %s", run_dir)
     serve = (

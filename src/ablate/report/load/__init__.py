@@ -10,6 +10,7 @@ from ablate.report.load.runs import (
     REPORT_DIRNAME,
     STEPS,
     Run,
+    acted,
     find_summaries,
     load_run,
     run_from_record,
@@ -26,7 +27,7 @@ from ablate.report.load.sweep import ReportError, Sweep, load_sweep, order_level
 
 __all__ = [
     "MOVED_ASIDE", "REPORT_DIRNAME", "STEPS", "STUDY_FILE", "Plan", "ReportError", "Run",
-    "StudyPlan", "Sweep", "find_summaries", "load_plan", "load_run", "load_study", "load_sweep",
+    "StudyPlan", "Sweep", "acted", "find_summaries", "load_plan", "load_run", "load_study", "load_sweep",
     "order_levels", "plan_from_specs", "run_from_record", "step_budget", "study_looks",
     "study_plan", "sweep_values", "use_study_plan",
 ]  # fmt: skip

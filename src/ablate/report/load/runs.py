@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,12 @@ class Run:
     path: Path | None = None  # the summary.json it was read from
     git_commit: str | None = None  # the commit the run was trained at ('-dirty': local changes)
     versions: dict[str, str] = field(default_factory=dict)  # python and package versions
-    machine: str | None = None  # where it trained, e.g. "x86_64, 16 CPUs, 1 x NVIDIA H200"
+    machine: str | None = None  # where it trained, e.g. "x86_64, 16 CPUs (AMD EPYC 9654), 1 x H200"
+    cpu_model: str | None = None  # e.g. "AMD EPYC 9654" (None: an older summary)
+    cpu_capability: str | None = None  # torch's CPU kernels, e.g. "AVX2"
+    gpu_models: list[str] = field(default_factory=list)  # the CUDA GPUs it used
+    # per regularizer that was on: what it did, with "acted" (summary.json's "techniques")
+    techniques: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def completed(self) -> bool:
@@ -144,4 +150,21 @@ def run_from_record(name: str, record: RunRecord, path: Path) -> Run:
         git_commit=record.git_commit or None,
         versions=dict(record.versions),
         machine=record.machine or None,
+        cpu_model=record.cpu_model or None,
+        cpu_capability=record.cpu_capability or None,
+        gpu_models=list(record.gpu_models or []),
+        techniques=dict(record.techniques or {}),
     )
+
+
+def acted(runs: Iterable[Run], technique: str) -> tuple[int, int]:
+    """(runs where `technique` acted, runs that recorded it): e.g. max-norm acted in 0 of 7 runs.
+
+    `technique` is a key of summary.json's "techniques", the `reg` field's name: max_norm, l1, l2,
+    dropout, dropout2d, input_dropout, weight_decay, label_smoothing. Runs without an entry (the
+    technique off, or a summary written before the entries existed) count in neither number.
+    """
+    entries = [
+        r.techniques[technique] for r in runs if isinstance(r.techniques.get(technique), dict)
+    ]
+    return sum(e.get("acted") is True for e in entries), len(entries)

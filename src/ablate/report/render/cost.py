@@ -141,7 +141,32 @@ def section_provenance(sweep: Sweep) -> str:
         text += "; machine: " + " | ".join(
             m + (f" ({_runs(n)})" if len(machines) > 1 else "") for m, n in machines.most_common()
         )
-    return text + "."
+    return text + "." + hardware_note(runs)
+
+
+def hardware_note(runs: list[Run]) -> str:
+    """The CPU models, torch CPU capabilities and GPUs the runs came from; a mix is flagged, since
+    results are bitwise the same only on the same hardware and software."""
+    kinds = Counter(
+        (r.cpu_model or "unknown CPU", r.cpu_capability or "unknown", ", ".join(r.gpu_models))
+        for r in runs
+        if r.cpu_model or r.cpu_capability
+    )
+    if not kinds:
+        return ""  # summaries written before the CPU was recorded
+    shown = " | ".join(
+        f"{cpu}, torch CPU capability {cap}" + (f", GPU {gpu}" if gpu else "")
+        + (f" ({_runs(n)})" if len(kinds) > 1 else "")
+        for (cpu, cap, gpu), n in kinds.most_common()
+    )  # fmt: skip
+    if len(kinds) == 1:
+        return f" Hardware: {shown}: the digits are reproducible on this hardware and software."
+    return (
+        f" **Mixed hardware: the runs come from {len(kinds)} kinds of machine** ({shown}): "
+        "results are bitwise the same only on the same hardware and software, so cells trained on "
+        "different machines differ by more than their seeds; on another machine expect the same "
+        "verdicts, not the same digits."
+    )
 
 
 def short_commit(commit: str, width: int = 12) -> str:
