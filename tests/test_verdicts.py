@@ -359,3 +359,18 @@ def test_interaction_with_a_null_level_pairs_the_full_training_set():
     v = judge(claim, sweep_of(runs, [claim]))
     assert v.verdict == "supported" and v.comparison.n == 8
     assert v.comparison.mean == pytest.approx(0.03, abs=0.005)
+
+
+def test_a_claim_says_whether_the_technique_its_arms_differ_in_acted():
+    """reg_overfit_quick's case: max-norm never bound, so dropout and dropout + max-norm tie."""
+    values = list(0.9 + 0.01 * np.random.default_rng(8).standard_normal(7))
+    claim = {"text": "max-norm adds to dropout", "metric": "test/acc", "factor": "reg",
+             "better": "dropout_maxnorm", "worse": "dropout"}  # fmt: skip
+    sw = sweep({"dropout_maxnorm": values, "dropout": values}, [claim], factor="reg")
+    for r in sw.runs:
+        r.techniques = {"dropout": {"dropped": 0.5, "acted": True}}
+        if r.factors["reg"] == "dropout_maxnorm":
+            r.techniques["max_norm"] = {"projections": 0, "steps": 600, "acted": False}
+    (v,) = judge_all(sw)
+    assert v.verdict == "not tested" and v.acted == "max_norm acted in 0 of 7 runs"
+    assert "max_norm acted in 0 of 7 runs" in fmt_verdict(v)

@@ -50,15 +50,16 @@ from ablate.report.judge.family import Looks, decide
 from ablate.report.judge.pairs import Pairs, pair, per_seed
 from ablate.report.judge.sequential import describe
 from ablate.report.judge.spec import (
-    cells as claim_cells,
-)
-from ablate.report.judge.spec import (
+    acted_text,
     higher_is_better,
     interaction,
     pick,
     side_runs,
     tuning_seeds,
     value_of,
+)
+from ablate.report.judge.spec import (
+    cells as claim_cells,
 )
 from ablate.report.judge.stats import Stat, mean_ci
 from ablate.report.judge.verdicts import (
@@ -86,6 +87,7 @@ class Prepared:
     others: list[str] = field(default_factory=list)  # factors averaged within a seed
     reached: tuple[int, ...] = ()  # steps_to_target: seeds per arm that reached the target
     tuned_on_judged: bool = False  # nuisance picked on the very seeds the claim is judged on
+    acted: str = ""  # whether the techniques the arms differ in acted (their runs' records)
 
 
 def compare(claim: dict[str, Any], sweep: Sweep) -> Prepared:
@@ -121,9 +123,10 @@ def compare(claim: dict[str, Any], sweep: Sweep) -> Prepared:
     pairs = pair(arms, metric, higher, others, coefs)
     reached = _reached(pairs) if metric == STEPS else ()
     tuned = bool(nuisance) and not tuning
+    used = acted_text(arms)
     if pairs.n >= 2:
         better, worse = _sides(pairs)
-        return Prepared(paired(pairs), "", better, worse, picks, others, reached, tuned)
+        return Prepared(paired(pairs), "", better, worse, picks, others, reached, tuned, used)
     if len(cells) != 2:
         return Prepared(
             None, "an interaction needs at least 2 seeds in all four cells", picks=picks
@@ -133,7 +136,7 @@ def compare(claim: dict[str, Any], sweep: Sweep) -> Prepared:
     stats_ = [mean_ci(g) for g in groups]
     if min(len(g) for g in groups) < 2:
         return Prepared(None, "fewer than 2 usable seeds on a side", *stats_, picks)
-    return Prepared(unpaired(*groups), "", *stats_, picks, others, (), tuned)
+    return Prepared(unpaired(*groups), "", *stats_, picks, others, (), tuned, used)
 
 
 def _sides(pairs: Pairs) -> tuple[Stat, Stat]:
@@ -187,7 +190,7 @@ def judge_all(
     for i, (claim, prep, d) in enumerate(zip(claims, prepared, decisions, strict=True)):
         c, margin = prep.comparison, margins[i]
         base = Verdict(claim, "inconclusive", prep.reason, prep.better, prep.worse, c, margin,
-                       picks=prep.picks, alpha=ALPHA, method=method)  # fmt: skip
+                       picks=prep.picks, alpha=ALPHA, method=method, acted=prep.acted)  # fmt: skip
         if c is None:
             verdicts.append(base)
             continue

@@ -7,7 +7,7 @@ from typing import Any
 
 from ablate.overrides import is_number, value_text
 from ablate.report.judge.stats import mean_ci, sample
-from ablate.report.load.runs import STEPS, Run
+from ablate.report.load.runs import STEPS, Run, acted
 
 PICK_METRIC = "val/acc_best"  # nuisance values are chosen on validation, never on test
 
@@ -85,3 +85,20 @@ def cells(claim: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], list
 def tuning_seeds(claim: dict[str, Any]) -> set[str]:
     seeds = claim.get("tuning_seeds") or []
     return {value_text(s) for s in (seeds if isinstance(seeds, list) else [seeds])}
+
+
+def acted_text(arms: list[list[Run]]) -> str:
+    """Whether the techniques that differ between a claim's arms acted, e.g. "max_norm acted in
+    0 of 7 runs" (from the runs' technique records; empty when no run records one)."""
+
+    def names(runs: list[Run]) -> set[str]:
+        return {k for r in runs for k in r.techniques}
+
+    on = [names(runs) for runs in arms]
+    differing = sorted(set.union(*on) - set.intersection(*on)) if on else []
+    parts = []
+    for name in differing:
+        did, of = acted([r for runs in arms for r in runs], name)
+        if of:
+            parts.append(f"{name} acted in {did} of {of} runs")
+    return "; ".join(parts)
