@@ -253,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
             design.budget, args.max_seeds, args.add, args.max_hours, args.default_max_hours
         )
         if problem := budget_problem(len(design.seeds), budget[0], budget[1], design.claims):
-            raise StudyError(problem)  # before anything runs: these seeds could not decide
+            if args.max_seeds is None and args.add is None:  # the preset's own plan: a design error
+                raise StudyError(problem)
+            log(f"warning: {problem}; running as asked (--max-seeds/--add)")
         Study(design, *budget, log, ["ablate.study", *argv]).run()
     except StudyError as e:
         print(f"ablate.study: error: {e}", file=sys.stderr)
