@@ -19,6 +19,7 @@ COLORS = {
     "contradicted": "tab:red",
     "no effect": "tab:blue",
     "inconclusive": "tab:gray",
+    "not tested": "tab:brown",
 }
 
 
@@ -56,7 +57,11 @@ def plot_forest(verdicts: list[Verdict], path: Path) -> bool:
             color=color,
         )  # fmt: skip
         if not drawn(v):
-            why = textwrap.shorten(f"not compared: {v.reason.rstrip('.')}", 70)
+            why = (
+                textwrap.shorten(f"not compared: {v.reason.rstrip('.')}", 70)
+                if v.comparison is None
+                else "no size: every seed had a failed or censored arm (signs only)"
+            )
             ax.annotate(why, (0.5, yi), xycoords=("axes fraction", "data"), ha="center",
                         va="center", fontsize=8, color="tab:gray", style="italic",
                         bbox={"facecolor": "white", "edgecolor": "none"})  # fmt: skip
