@@ -6,9 +6,9 @@ import json
 import os
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
+import forked_cli
 import numpy as np
 import pytest
 
@@ -98,21 +98,15 @@ def data_root(tmp_path_factory) -> Path:
 def run_cli(
     *overrides: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600
 ) -> subprocess.CompletedProcess:
-    """Run `python -m ablate.train` with the given arguments; returns the completed process."""
+    """Run `python -m ablate.train` with the given arguments (in a process forked from one that has
+    imported torch and Lightning already: tests/forked_cli.py); returns the completed process."""
     full_env = {
         **os.environ,
         "NO_ALBUMENTATIONS_UPDATE": "1",
         "HYDRA_FULL_ERROR": "1",
         **(env or {}),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "ablate.train", *overrides],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return forked_cli.run(list(overrides), cwd, full_env, timeout)
 
 
 def fast_overrides(data_root: Path, tmp: Path) -> list[str]:

@@ -229,7 +229,7 @@ def _seeds(sweep: Path) -> dict[str, list[int]]:
 def test_an_a_a_study_is_not_tested_and_stops_without_adding_seeds(data_root, tmp_path):
     # A/A: a setting that cannot change a result gives identical runs: "not tested" at look 1
     # (never supported, contradicted or "no effect"), though the declared cap allows 2 more looks
-    out = _finish(_study(*_study_args(data_root, tmp_path, "", "20,50"), "+study.max_seeds=6"))
+    out = _finish(_study(*_study_args(data_root, tmp_path, "", "20,50"), "+study.max_seeds=8"))
     sweep = tmp_path / "sweep"
     assert _seeds(sweep) == {
         "trainer.log_every_n_steps=20": [0, 1],
@@ -240,7 +240,7 @@ def test_an_a_a_study_is_not_tested_and_stops_without_adding_seeds(data_root, tm
     assert (
         len(study["rounds"]) == 1 and study["rounds"][0]["verdicts"][0]["verdict"] == "not tested"
     )
-    assert "round 1 (look 1 of 3): 2 seeds in 2 cells; claims 0 decided, 1 not tested" in out
+    assert "round 1 (look 1 of 4): 2 seeds in 2 cells; claims 0 decided, 1 not tested" in out
     assert out.count("$ python -m ablate.train") == 1
     summary = (sweep / "report" / "summary.md").read_text()
     assert "## Sequential study" in summary and "**not tested**" in summary
