@@ -207,6 +207,7 @@ def test_group_sequential_holm_spends_alpha_over_m_minus_r_and_decided_stays_dec
     earlier = {0: first, 1: second}
     again = judge_all(sweep(later, claims), looks=(3, 3), fractions=(6, 8, 10), earlier=earlier)
     assert again[0].verdict == "supported" and again[0].look == 2
+    assert (again[0].p_adj, again[0].level) == (first.p_adj, first.level)  # what decided it
     assert "decided at look 2; stays decided" in again[0].reason
 
 

@@ -209,8 +209,11 @@ def judge_all(
             continue
         if d.verdict == "carried":
             old = (earlier or {})[i]
-            verdicts.append(replace(base, verdict=old.verdict, look=old.look,
-                                    reason=f"decided at look {old.look}; stays decided ({reason})"))  # fmt: skip
+            verdicts.append(replace(  # the p-values and levels of the look that decided it
+                base, verdict=old.verdict, look=old.look, p_adj=old.p_adj, level=old.level,
+                p_equiv=old.p_equiv, eq_level=old.eq_level, small=old.small,
+                reason=f"decided at look {old.look}; stays decided ({reason})",
+            ))  # fmt: skip
             continue
         verdict = d.verdict
         if prep.tuned_on_judged and verdict != "inconclusive":
