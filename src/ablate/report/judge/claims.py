@@ -152,7 +152,8 @@ def _reached(pairs: Pairs) -> tuple[int, ...]:
     return tuple(pairs.n - w for w in pairs.worst())
 
 
-def _reason(verdict: str, c: Comparison, prep: Prepared) -> str:
+def _reason(c: Comparison, prep: Prepared) -> str:
+    """How the seeds came out: the classes of their differences, targets reached, failures."""
     if c.pairing == "paired":
         averaged = (
             f", {' and '.join(f'`{f}`' for f in prep.others)} averaged" if prep.others else ""
@@ -197,7 +198,7 @@ def judge_all(
         lo, hi = c.interval(ALPHA)
         base = replace(base, lo=lo, hi=hi, ci95=(lo, hi), p_adj=c.p, level=d.level,
                        eq_level=d.eq_level, p_equiv=c.equivalence_p(margin))  # fmt: skip
-        reason = _reason(d.verdict, c, prep)
+        reason = _reason(c, prep)
         if c.identical:
             verdicts.append(
                 replace(
