@@ -108,6 +108,51 @@ def test_sigkill_mid_epoch_resumes_to_the_same_result(data_root, tmp_path, refer
     assert counted["dropout"]["measured"] and counted["dropout"]["acted"]
 
 
+def _csv_steps(run: Path) -> list[tuple[str, str]]:
+    """(step, metric names) of each row the CSV logger wrote: the loggers' x-axis."""
+    import csv
+
+    rows = list(csv.DictReader(next(run.rglob("metrics.csv")).open()))
+    return [
+        (r["step"], ",".join(sorted(k for k, v in r.items() if v and k != "step"))) for r in rows
+    ]
+
+
+def test_steps_per_call_trains_the_same_run_with_the_same_log_steps(data_root, tmp_path, reference):
+    """Two SGD steps per Lightning batch: weights, metrics, curve and counts bit for bit, and every
+    logged point at the same step as with one step per batch."""
+    run = tmp_path / "run"
+    proc = run_cli(*_args(data_root, tmp_path, run, "steps_per_call=2"), env=ENV)
+    assert_ok(proc)
+    assert _summary(run)["steps_per_call"] == 2
+    assert_same_result(reference, run)
+    assert _csv_steps(run) == _csv_steps(reference)
+
+
+def test_sigkill_mid_chunked_run_resumes_with_its_own_steps_per_call(
+    data_root, tmp_path, reference
+):
+    """Killed at step 10 with 2 steps per batch, resumed by a command asking for 1: the run keeps
+    the chunks its checkpoint counted and ends as the uninterrupted run does."""
+    run = tmp_path / "run"
+    killed = run_cli(*_args(data_root, tmp_path, run, "steps_per_call=2"),
+                     env={**ENV, "ABLATE_FAULT": "kill_at_step:10"})  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+    resumed = run_cli(*_args(data_root, tmp_path, run, "steps_per_call=1"), env=ENV)
+    assert_ok(resumed)
+    assert "steps_per_call=2: the interrupted run's own" in resumed.stdout + resumed.stderr
+    assert_same_result(reference, run)
+
+
+def test_a_steps_per_call_that_splits_an_event_is_refused_in_one_line(data_root, tmp_path):
+    run = tmp_path / "run"
+    proc = run_cli(*_args(data_root, tmp_path, run, "steps_per_call=5"), env=ENV)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = next(x for x in proc.stderr.splitlines() if "steps_per_call=5" in x)
+    assert "does not divide" in line and "use steps_per_call=auto" in line
+    assert not (run / "summary.json").exists()
+
+
 def test_sigkill_with_loader_workers_resumes_to_the_result_without_workers(
     data_root, tmp_path, reference
 ):

@@ -55,6 +55,37 @@ def test_divergence_keeps_the_first_bad_step_and_stops_at_the_next_read(losses, 
     assert stopped_at == next(s for s in reads if s >= bad[0])
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    losses=st.lists(LOSS, min_size=1, max_size=40),
+    chunk=st.integers(2, 8),
+    every=st.integers(1, 8),
+    max_loss=st.floats(0.5, 15),
+)
+def test_divergence_in_chunks_records_the_first_bad_step_of_a_chunk(losses, chunk, every, max_loss):
+    """With steps_per_call > 1 the test sees a chunk's losses at once: the recorded step is still
+    the first bad one, and the stop comes at the first chunk end at or after a read point."""
+    stop = DivergenceStop(max_loss, read_every=every)
+    ends = [min(e, len(losses)) for e in range(chunk, len(losses) + chunk, chunk)]
+    stopped_at, start = None, 0
+    for end in ends:
+        values = torch.tensor(losses[start:end], dtype=torch.float64)
+        if stop.check(values, end, last=end == len(losses)):
+            stopped_at = end
+            break
+        start = end
+    bad = [s for s in range(1, len(losses) + 1)
+           if not math.isfinite(losses[s - 1]) or losses[s - 1] > max_loss]  # fmt: skip
+    if not bad:
+        assert (stopped_at, stop.diverged_at_step) == (None, None)
+        return
+    assert stop.diverged_at_step == bad[0]
+    first_read = next(
+        s for s in range(bad[0], len(losses) + 1) if s % every == 0 or s == len(losses)
+    )
+    assert stopped_at == next(e for e in ends if e >= first_read)
+
+
 def test_divergence_is_read_every_step_on_cpu_and_every_n_on_an_accelerator():
     assert read_interval(torch.device("cpu")) == 1
     assert read_interval(torch.device("cuda", 0)) == read_interval(torch.device("mps")) > 1
@@ -213,8 +244,9 @@ PRIVATE_LIGHTNING = re.compile(
     r"_active_loop|_batches_that_stepped|\._results\b"
 )
 # Left for want of a public equivalent in Lightning 2.6: submitit preemption raises the
-# received-SIGTERM flag that makes the loop stop at its next safe point.
-KNOWN = {"preemption.py": 2}
+# received-SIGTERM flag that makes the loop stop at its next safe point. With steps_per_call > 1,
+# the loggers' step counter advances by a chunk's steps (Lightning counts one per batch).
+KNOWN = {"preemption.py": 2, "chunks.py": 1}
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "src").rglob("*.py")), ids=lambda p: p.name)

@@ -16,6 +16,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ablate.techniques.reg import Reg, split_decay
+from ablate.training.chunks import Chunk
 from ablate.training.curve import upgrade_checkpoint
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,14 @@ class Classifier(L.LightningModule):
         num_classes: int = 10,
         reg: Reg | None = None,
         tta_flip: bool = False,
+        steps_per_call: int = 1,
     ) -> None:
         super().__init__()
+        # > 1: a training batch is a Chunk of that many batches, stepped through by hand
+        # (training/chunks.py); the steps are those of automatic optimization, in its order.
+        self.steps_per_call = steps_per_call
+        self.automatic_optimization = steps_per_call == 1
+        self.in_chunk = False  # between a chunk's first and last step: no exact resume point
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -93,22 +100,60 @@ class Classifier(L.LightningModule):
         reg = self.reg.penalty(self.decay_weights)
         return data_loss + reg, data_loss, reg, logits
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
+        if isinstance(batch, Chunk):
+            return self._train_chunk(batch)
         x, y = batch
-        loss, data_loss, reg, logits = self.objective(x, y)
-        values = {"loss": loss.detach(), "data_loss": data_loss.detach(), "penalty": reg.detach()}
+        loss, logits, values = self._step_values(x, y)
         self.step_values = values  # this step's, for the callbacks (ablate.training.acted)
-        self.train_acc.update(logits, y)
-        for name, value in values.items():  # epoch means weighted by batch size, like Lightning's
-            getattr(self, f"train_{name}").update(value, len(y))
         # Each self.log costs ~0.1-1 ms of Lightning bookkeeping, so step values are logged only on
         # the steps the loggers write (every trainer.log_every_n_steps) and epoch means once, at
         # the epoch's end. Tensors stay on the device until then: no host sync per step.
         if self._loggers_write_this_step():
-            for name, value in values.items():
-                self.log(f"train/{name}_step", value, on_step=True, on_epoch=False,
-                         prog_bar=name == "loss")  # fmt: skip
+            self._log_step(values)
         return loss
+
+    def _step_values(self, x: torch.Tensor, y: torch.Tensor):
+        """(loss, logits, detached values) of one batch, counted towards the epoch's means."""
+        loss, data_loss, reg, logits = self.objective(x, y)
+        values = {"loss": loss.detach(), "data_loss": data_loss.detach(), "penalty": reg.detach()}
+        self.train_acc.update(logits, y)
+        for name, value in values.items():  # epoch means weighted by batch size, like Lightning's
+            getattr(self, f"train_{name}").update(value, len(y))
+        return loss, logits, values
+
+    def _log_step(self, values: dict[str, torch.Tensor]) -> None:
+        for name, value in values.items():
+            self.log(f"train/{name}_step", value, on_step=True, on_epoch=False,
+                     prog_bar=name == "loss")  # fmt: skip
+
+    def _train_chunk(self, chunk: Chunk) -> dict[str, torch.Tensor]:
+        """One optimizer step per batch of `chunk`, as automatic optimization takes it: forward,
+        zero_grad, backward, the before-step hooks (decoupled decay), step, max-norm, scheduler."""
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        losses, penalties, projected = [], [], []
+        self.in_chunk = True
+        for x, y in chunk:
+            loss, _, values = self._step_values(x, y)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()  # Lightning's wrapper: counts global_step, runs on_before_optimizer_step
+            if (p := self.reg.constrain_(self.decay_weights)) is not None:
+                projected.append(p)
+            if sched is not None:
+                sched.step()
+            losses.append(values["loss"])
+            penalties.append(values["penalty"])
+        self.in_chunk = False
+        losses_t = torch.stack(losses)
+        self.step_values = {"loss": losses_t.sum(), "penalty": torch.stack(penalties).sum(),
+                            "steps": len(chunk)}  # fmt: skip
+        if projected:
+            self.step_values["max_norm_projected"] = torch.stack(projected).sum()
+        every = self.trainer.log_every_n_steps
+        if every > 0 and (self.trainer.global_step % every == 0 or self.trainer.should_stop):
+            self._log_step(values)  # the chunk's last step: a multiple of every (chunks.resolve)
+        return {"loss": losses_t[-1], "losses": losses_t}
 
     def on_train_epoch_end(self) -> None:
         for name in ("loss", "data_loss", "penalty"):
@@ -182,13 +227,20 @@ class Classifier(L.LightningModule):
         optimizer = self.optimizer_factory(params=groups)
         if not self.scheduler_factory:
             return optimizer
-        scheduler = self.scheduler_factory(
-            optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
-        )
+        scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=self._total_steps())
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def _total_steps(self) -> int:
+        """Optimizer steps the fit will take (Lightning's estimate counts chunks as one each)."""
+        trainer, estimate = self.trainer, self.trainer.estimated_stepping_batches
+        if self.steps_per_call == 1 or trainer.max_epochs == -1:
+            return int(estimate)  # step- or batch-counted: max_steps, or one step per batch
+        per_epoch = trainer.num_training_batches * self.steps_per_call  # chunks divide epochs
+        epochs = per_epoch * max(trainer.max_epochs, 1)
+        return min(epochs, trainer.max_steps) if trainer.max_steps != -1 else epochs
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)

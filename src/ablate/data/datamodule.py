@@ -57,6 +57,7 @@ from ablate.schema.fields import (
     Text,
     one_of,
 )
+from ablate.training.chunks import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class ImageDataModule(L.LightningDataModule):
         self.aug_family, self.aug_cfg, self.seed = aug_family, aug, seed
         self.eval_train_max = eval_train_max
         self.on_device = on_device
+        self.steps_per_call = 1  # set by the fit (training/chunks.py), not a data setting
         self._device_aug, self._device_aug_problem = self._device_augment()
         if on_device and self._device_aug_problem:
             raise ValueError(
@@ -267,7 +269,8 @@ class ImageDataModule(L.LightningDataModule):
         """The training batches; checkpoints record the position in the epoch (exact resume)."""
         # the device path augments with its own batched ops (self._device_aug)
         augment = None if self.data_path == "device" else self._augment(self.seed)
-        return ResumableLoader(self._loader("train", shuffle=True, augment=augment))
+        loader = self._loader("train", shuffle=True, augment=augment)
+        return ResumableLoader(loader, self.steps_per_call)
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("val", shuffle=False)
@@ -279,6 +282,8 @@ class ImageDataModule(L.LightningDataModule):
         return loaders
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, Chunk):  # steps_per_call > 1: several training batches at once
+            return Chunk(self.on_after_batch_transfer(b, dataloader_idx) for b in batch)
         x, y = batch
         x = x.float().div_(255.0)
         if self.standardize:

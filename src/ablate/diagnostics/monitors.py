@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 
 from ablate.run.clock import startup_reference
+from ablate.training.chunks import n_images
 
 
 class Throughput(L.Callback):
@@ -29,12 +30,13 @@ class Throughput(L.Callback):
             pl_module.log(
                 "perf/startup_s", time.time() - startup_reference(), on_step=False, on_epoch=True
             )
-        if batch_idx == self.skip:
+        per_batch = getattr(pl_module, "steps_per_call", 1)  # a batch may be a chunk of steps
+        if batch_idx * per_batch <= self.skip < (batch_idx + 1) * per_batch:
             self.t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if self.t0 is not None:
-            self.images += len(batch[1])
+            self.images += n_images(batch)
             self.t1 = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -92,6 +92,7 @@ def between_training_batches(trainer: L.Trainer) -> bool:
         trainer.state.fn == TrainerFn.FITTING
         and trainer.training
         and epoch.completed < epoch.started
+        and not getattr(trainer.lightning_module, "in_chunk", False)  # mid-chunk: see chunks.py
     )
 
 

@@ -34,6 +34,7 @@ NOT_IDENTITY = (
     "logger",
     "callbacks.progress_bar",
     "study",  # the seed budget of ablate.study, not of a run
+    "steps_per_call",  # the same weights bit for bit (tests/test_chunks.py); a resume keeps its own
 )
 EXIT_IN_USE = 2
 EXIT_SWEEP_FAILED = 1

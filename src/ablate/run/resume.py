@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ablate.training.chunks import chunked
+
 
 class ResumeState(L.Callback):
     """Puts the global RNG states and the loader's position into checkpoints and back on resume.
@@ -37,7 +39,8 @@ class ResumeState(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         loader = _training_loader(self._trainer)
-        return {"rng": rng_states(), "loader": loader.state_dict() if loader else {}}
+        return {"rng": rng_states(), "loader": loader.state_dict() if loader else {},
+                "steps_per_call": loader.steps_per_call if loader else 1}  # fmt: skip
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = state_dict
@@ -86,14 +89,17 @@ class ResumableLoader:
     only the order's generators need restoring, and resuming is exact with DataLoader workers too.
     """
 
-    def __init__(self, loader: DataLoader | Iterable[Any]) -> None:
+    def __init__(self, loader: DataLoader | Iterable[Any], steps_per_call: int = 1) -> None:
         self.loader = loader
+        self.steps_per_call = (
+            steps_per_call  # > 1: Chunks of that many batches (training/chunks.py)
+        )
         self._epoch_start: dict[str, Any] | None = None  # stream states when this epoch began
         self._used = 0  # batches handed out in this epoch (a sized loader is not prefetched)
         self._pending: dict[str, Any] | None = None
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return -(-len(self.loader) // self.steps_per_call)  # in Lightning's batches: chunks
 
     def __getattr__(self, name: str) -> Any:
         if name == "loader":  # not set yet (e.g. during unpickling)
@@ -109,6 +115,11 @@ class ResumableLoader:
         self.loader.worker_init_fn = fn
 
     def __iter__(self) -> Iterator[Any]:
+        if self.steps_per_call == 1:
+            return self._batches()
+        return chunked(self._batches(), self.steps_per_call)  # positions stay counted in batches
+
+    def _batches(self) -> Iterator[Any]:
         skip, pending, self._pending = 0, self._pending, None
         if pending and pending["used"] >= len(self.loader):  # saved at the epoch's end: go on
             set_streams(self.loader, pending["now"])

@@ -62,13 +62,14 @@ class TechniqueUse(L.Callback):
         self.dropout: dict[str, list[nn.Module]] = {}
         self.measured = True
         self.split: dict[str, float] = {}  # l1 and l2 terms at the end of training
-        self._sampling = False
+        self._trainer: L.Trainer | None = None
         self._fitting = False
         self._hooked = False
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # trainer.test(ckpt_path=best) restores callbacks too: it must not swap in older counts.
         self._fitting = stage == "fit"
+        self._trainer = trainer
         if stage != "fit" or self._hooked:
             return
         self._hooked = True
@@ -85,7 +86,7 @@ class TechniqueUse(L.Callback):
         def count(
             module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
         ) -> None:
-            if not (self._sampling and module.training):
+            if not (module.training and self._sampled_step()):
                 return
             kept = inputs[0] != 0  # an input already zero (after a ReLU) was not dropped
             self._add(f"{name}_dropped", (kept & (output == 0)).sum())
@@ -102,17 +103,22 @@ class TechniqueUse(L.Callback):
             self.sums[key] = self.sums[key].to(value.device)
         self.sums[key] += value
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:  # fmt: skip
-        self._sampling = bool(self.dropout) and trainer.global_step % self.sample_every == 0
+    def _sampled_step(self) -> bool:
+        """Whether this forward pass is a sampled training step's (one in every sample_every)."""
+        # Read per forward pass, not per batch: a batch may be a chunk of steps (training/chunks.py).
+        trainer = self._trainer
+        return (
+            trainer is not None
+            and trainer.training
+            and trainer.global_step % self.sample_every == 0
+        )
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:  # fmt: skip
-        self._sampling = False
         values = getattr(pl_module, "step_values", {})
         if (projected := values.pop("max_norm_projected", None)) is not None:
             self._add("max_norm_projections", projected)
-            self.state["max_norm_steps"] += 1
+            self.state["max_norm_steps"] += values.get("steps", 1)  # a chunk's steps
         if (self.reg.l1 or self.reg.l2) and "penalty" in values:
             self._add("penalty", values["penalty"])
             self._add("loss", values["loss"])

@@ -40,7 +40,8 @@ class LearningCurve(L.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        self.add_train_loss(outputs["loss"].detach())
+        for loss in outputs.get("losses", outputs["loss"]).detach().reshape(-1):  # a chunk: each
+            self.add_train_loss(loss)
 
     def add_train_loss(self, loss: torch.Tensor) -> None:
         """Count one step's training loss towards the next entry's train/loss."""

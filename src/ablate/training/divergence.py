@@ -8,6 +8,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from ablate.training.chunks import step_numbers
+
 log = logging.getLogger(__name__)
 
 READ_EVERY = 25  # steps between host syncs of the divergence test on an accelerator
@@ -16,6 +18,9 @@ READ_EVERY = 25  # steps between host syncs of the divergence test on an acceler
 def read_interval(device: torch.device) -> int:
     """Steps between reads of a device-side flag: 1 on CPU (free), else READ_EVERY."""
     return 1 if device.type == "cpu" else READ_EVERY
+
+
+NOT_BAD = torch.iinfo(torch.long).max
 
 
 class DivergenceStop(L.Callback):
@@ -41,18 +46,26 @@ class DivergenceStop(L.Callback):
         batch_idx: int,
     ) -> None:
         last = trainer.is_last_batch or 0 < trainer.max_steps <= trainer.global_step
-        if self.check(outputs["loss"].detach(), trainer.global_step, last):
+        losses = outputs.get("losses", outputs["loss"])  # a chunk's: one per step (chunks.py)
+        if self.check(losses.detach(), trainer.global_step, last):
             trainer.should_stop = True
 
     def check(self, loss: torch.Tensor, step: int, last: bool = False) -> bool:
-        """Note `loss` at `step`; True once a bad step was read (then diverged_at_step is set)."""
+        """Note `loss` at `step` (a vector: the steps up to `step`); True once a bad step was read
+        (then diverged_at_step is set)."""
+        loss = loss.reshape(-1)
         bad = ~torch.isfinite(loss) | (loss > self.max_loss)
         if self._first_bad_step is None or self._first_bad_step.device != loss.device:
             self._first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
         first = self._first_bad_step
-        first.copy_(torch.where(bad & (first < 0), step, first))
+        if len(loss) == 1:
+            first.copy_(torch.where(bad[0] & (first < 0), step, first))
+        else:
+            steps = step_numbers(step, len(loss), loss.device)
+            here = torch.where(bad, steps, NOT_BAD).min()
+            first.copy_(torch.where((here < NOT_BAD) & (first < 0), here, first))
         every = self.read_every or read_interval(loss.device)
-        if step % every and not last:
+        if step // every == (step - len(loss)) // every and not last:  # no multiple crossed
             return False
         first_bad = int(first)
         if first_bad < 0:

@@ -30,6 +30,7 @@ from ablate.run.results import best_checkpoint, final_metrics, log_hparams
 from ablate.run.summary import RunSummary
 from ablate.run.threads import set_threads
 from ablate.testing.faults import injected_faults
+from ablate.training import chunks
 from ablate.training.acted import TechniqueUse
 from ablate.training.curve import LearningCurve
 from ablate.training.divergence import DivergenceStop
@@ -56,6 +57,14 @@ def fit_and_test(
     except Exception:  # noqa: BLE001 - e.g. a damaged dataset: recorded as this run's failure
         with Outcome(RunSummary.for_hydra_job(cfg, seed, cfg_hash)):
             raise
+    steps_per_call, problem = chunk_size(cfg, datamodule)
+    if problem:
+        reject(cfg, run_dir, [problem])
+    if resume and (started := chunks.recorded(resume)) != steps_per_call:
+        log.info("steps_per_call=%d: the interrupted run's own (this config gives %d)", started,
+                 steps_per_call)  # fmt: skip
+        steps_per_call = started
+    datamodule.steps_per_call = steps_per_call
     summary = RunSummary.for_hydra_job(cfg, seed, cfg_hash)
     with Outcome(summary) as outcome:
         net = build_model(
@@ -65,16 +74,18 @@ def fit_and_test(
         model = Classifier(
             net, optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler) or None,
             num_classes=datamodule.num_classes, reg=instantiate(cfg.reg),
-            tta_flip=cfg.model.get("tta_flip", False),
+            tta_flip=cfg.model.get("tta_flip", False), steps_per_call=steps_per_call,
         )  # fmt: skip
         loggers, callbacks = build_loggers_and_callbacks(cfg.logger, cfg.callbacks, cfg.diagnostics)
         # Not from conf/callbacks: a run with callbacks=none still has a curve and a divergence test.
         curve, divergence = LearningCurve(), DivergenceStop(cfg.max_loss)
         use = TechniqueUse(model.reg)  # whether each regularizer that is on acted
         watch = [curve, divergence, use, ValidateAtMaxSteps()]
+        first = [chunks.ChunkSteps()] if steps_per_call > 1 else []
         trainer: L.Trainer = instantiate(
-            cfg.trainer, callbacks=callbacks + watch + injected_faults(cfg), logger=loggers or False,
-            deterministic="warn" if cfg.deterministic else False, plugins=[AtomicCheckpointIO()],
+            cfg.trainer, callbacks=first + callbacks + watch + injected_faults(cfg),
+            logger=loggers or False, deterministic="warn" if cfg.deterministic else False,
+            plugins=[AtomicCheckpointIO()], **chunks.trainer_overrides(cfg.trainer, steps_per_call),
         )  # fmt: skip
         outcome.trainer = trainer
         if resume:
@@ -92,7 +103,7 @@ def fit_and_test(
             epochs=trainer.current_epoch, splits=datamodule.split_sizes(),
             best_checkpoint=best_checkpoint(trainer), diverged_at_step=divergence.diverged_at_step,
             threads=threads, diagnostics=diag_series or None, data_path=datamodule.data_path,
-            techniques=use.record(),
+            techniques=use.record(), steps_per_call=steps_per_call,
         )  # fmt: skip
     log.info("run directory: %s", run_dir)
     serve = (
@@ -106,6 +117,15 @@ def fit_and_test(
     log.info("%s: test/acc=%.4f val/acc_best=%.4f", status, metrics.get("test/acc", float("nan")),
              metrics.get("val/acc_best", float("nan")))  # fmt: skip
     return metrics
+
+
+def chunk_size(cfg: DictConfig, datamodule: ImageDataModule) -> tuple[int, str | None]:
+    """(steps_per_call, problem): cfg.steps_per_call resolved against this run's step events."""
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    events = chunks.step_events(trainer, OmegaConf.to_container(cfg.callbacks, resolve=True),
+                                len(datamodule.train_dataloader().loader))  # fmt: skip
+    blocked = chunks.blockers(trainer, OmegaConf.to_container(cfg.diagnostics, resolve=True))
+    return chunks.resolve(cfg.get("steps_per_call", 1), events, blocked)
 
 
 def load_data(cfg: DictConfig, seed: int) -> ImageDataModule:
