@@ -130,7 +130,9 @@ def first_look(args: argparse.Namespace, tmp: Path) -> list[str]:
     label = "bn_mlp first look (6 runs at once)"
     if problem:
         return [row(label, problem)]
-    done = sum(r["status"] == "completed" for r in records)
+    from ablate.run.record import Status
+
+    done = sum(r["status"] == Status.COMPLETED for r in records)
     rows = [row(label, f"{seconds:.1f} s, {done}/{len(records)} runs completed")]
     sweep = next((tmp / "first_look").rglob("multirun.yaml"), None)
     if sweep is None:
