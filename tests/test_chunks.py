@@ -60,8 +60,10 @@ def test_step_events_read_the_trainer_and_the_step_checkpoints() -> None:
     events = chunks.step_events(trainer, cbs, 900)
     assert sorted(events.values()) == [20, 50, 100, 900, 2000]
     assert chunks.resolve("auto", events, []) == (10, None)
-    half = chunks.step_events({"val_check_interval": 0.5}, {}, 900)
-    assert half["trainer.val_check_interval"] == 450
+    assert "trainer.val_check_interval" not in chunks.step_events(
+        {"val_check_interval": 1.0}, {}, 9
+    )
+    assert chunks.blockers({"val_check_interval": 0.5}, {}) == ["trainer.val_check_interval=0.5"]
 
 
 @given(n=st.integers(1, 40), s=st.integers(1, 8), used_chunks=st.integers(1, 10))

@@ -22,7 +22,7 @@ from typing import Any
 import lightning as L
 import torch
 
-AUTO_MAX = 32  # more saves < 3% per step on the Ioffe MLP and coarsens divergence stops and Ctrl-C
+AUTO_MAX = 32  # a cap: a diverged run stops, and Ctrl-C takes effect, only at a chunk's end
 
 
 class Chunk(list):
@@ -48,8 +48,6 @@ def step_events(trainer_cfg: Mapping[str, Any], callbacks_cfg: Mapping[str, Any]
     val = trainer_cfg.get("val_check_interval")
     if isinstance(val, int) and not isinstance(val, bool):
         events["trainer.val_check_interval"] = val
-    elif val is not None and float(val) != 1.0:  # a fraction of an epoch
-        events["trainer.val_check_interval"] = max(1, int(batches_per_epoch * float(val)))
     if (every := trainer_cfg.get("log_every_n_steps")) and every > 0:
         events["trainer.log_every_n_steps"] = int(every)
     if (max_steps := trainer_cfg.get("max_steps")) and max_steps > 0:
@@ -65,6 +63,9 @@ def blockers(trainer_cfg: Mapping[str, Any], diagnostics_cfg: Mapping[str, Any])
     found = []
     if trainer_cfg.get("gradient_clip_val"):
         found.append(f"trainer.gradient_clip_val={trainer_cfg['gradient_clip_val']}")
+    val = trainer_cfg.get("val_check_interval")
+    if isinstance(val, float) and val != 1.0:  # Lightning takes the fraction of an epoch's chunks
+        found.append(f"trainer.val_check_interval={val}")
     if (acc := trainer_cfg.get("accumulate_grad_batches")) not in (None, 1):
         found.append(f"trainer.accumulate_grad_batches={acc}")
     if isinstance(limit := trainer_cfg.get("limit_train_batches"), int) and limit != 1:
