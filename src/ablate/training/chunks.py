@@ -28,11 +28,6 @@ AUTO_MAX = 32  # a cap: a diverged run stops, and Ctrl-C takes effect, only at a
 class Chunk(list):
     """Consecutive training batches that one `training_step` trains on, one optimizer step each."""
 
-    @property
-    def steps(self) -> int:
-        """Optimizer steps this chunk takes (a plain batch takes 1)."""
-        return len(self)
-
 
 def n_images(batch: Any) -> int:
     """Images in a training batch or a chunk of them."""
