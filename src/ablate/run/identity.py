@@ -35,6 +35,7 @@ NOT_IDENTITY = (
     "callbacks.progress_bar",
     "study",  # the seed budget of ablate.study, not of a run
     "steps_per_call",  # the same weights bit for bit (tests/test_chunks.py); a resume keeps its own
+    "group_seeds",  # a seed trained in a group is its solo run to float tolerance (tests/test_group.py)
 )
 EXIT_IN_USE = 2
 EXIT_SWEEP_FAILED = 1

@@ -135,6 +135,7 @@ class TrainConfig(Schema):
     steps_per_call: Annotated[
         Literal["auto"] | Annotated[int, Field(gt=0)], allowed("auto or a positive integer")
     ] = 1
+    group_seeds: Annotated[int, Field(gt=0), allowed("a positive integer")] = 1
     max_loss: Annotated[  # inf: only NaN counts as diverged
         float, Field(gt=0, allow_inf_nan=True), allowed("a number > 0 (or inf)")
     ] = 1000.0

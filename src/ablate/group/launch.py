@@ -1,0 +1,146 @@
+"""Grouping a sweep's jobs: those that differ only in `seed` train as one stacked model of up to
+`group_seeds` seeds; every other job runs as the basic launcher runs it."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from ablate.config import swept_keys
+from ablate.group.seeds import Member
+from ablate.group.steps import blockers
+from ablate.run.identity import config_hash, previous_run, read_summary
+from ablate.run.lock import run_lock
+from ablate.validate import config_problems
+
+log = logging.getLogger(__name__)
+
+
+def cell_key(overrides: Sequence[str]) -> tuple[str, ...]:
+    """A job's overrides without its seed: jobs with equal keys are one cell's seeds."""
+    return tuple(sorted(o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "seed"))
+
+
+def _job_config(launcher: Any, overrides: Sequence[str], idx: int) -> DictConfig:
+    cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    with open_dict(cfg):
+        cfg.hydra.job.id = idx
+        cfg.hydra.job.num = idx
+    return cfg
+
+
+def member(sweep_config: DictConfig) -> tuple[Member | None, str]:
+    """The job as a group member, or (None, why it runs solo): what run_job would hand train()."""
+    config = copy.deepcopy(sweep_config)
+    HydraConfig.instance().set_config(config)
+    run_dir = os.path.join(str(OmegaConf.select(config, "hydra.sweep.dir")),
+                           str(OmegaConf.select(config, "hydra.sweep.subdir")))  # fmt: skip
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = os.path.abspath(run_dir)
+    HydraConfig.instance().set_config(config)
+    hc = HydraConfig.get()
+    cfg = copy.deepcopy(config)
+    with read_write(cfg), open_dict(cfg):
+        del cfg["hydra"]
+    if not isinstance(cfg.get("seed"), int):
+        return None, "seed=null (drawn per run)"
+    if config_problems(cfg, dict(hc.runtime.choices), hc.runtime.output_dir):
+        return None, "config problems (reported by the run)"
+    plain = lambda key: OmegaConf.to_container(cfg[key], resolve=True) if cfg.get(key) else {}  # noqa: E731
+    if found := blockers(
+        plain("trainer"), plain("callbacks"), plain("diagnostics"), plain("logger")
+    ):
+        return None, "; ".join(found)
+    cfg_hash = config_hash(cfg)
+    try:
+        previous = previous_run(hc.runtime.output_dir, cfg_hash, resume="auto")
+    except ValueError as e:
+        return None, str(e)
+    if previous and (previous.finished or previous.resume_from):
+        return None, "finished" if previous.finished else "a solo run to resume"
+    if cfg.get("resume") == "fresh":
+        return None, "resume=fresh"
+    return Member(
+        cfg,
+        hc.runtime.output_dir,
+        cfg_hash,
+        int(cfg.seed),
+        list(hc.overrides.task),
+        sorted(swept_keys(hc.sweeper.get("params"))),
+        dict(hc.runtime.choices),
+    ), ""
+
+
+def _recorded(cfg: DictConfig) -> float:
+    """The task of a job its group trained: its summary's best validation accuracy."""
+    summary = read_summary(HydraConfig.get().runtime.output_dir)
+    group = getattr(summary, "group", None) if summary else None
+    log.info("%s: %s, trained in a group of %s", HydraConfig.get().runtime.output_dir,
+             summary.status if summary else "no summary", (group or {}).get("size"))  # fmt: skip
+    return (summary.metrics if summary else {}).get("val/acc_best", 0.0)
+
+
+def _groups(
+    launcher: Any, job_overrides: Sequence[Sequence[str]], first: int
+) -> list[list[tuple[int, Sequence[str], DictConfig]]]:
+    """Consecutive jobs of one cell, in chunks of group_seeds; every other job alone."""
+    groups: list[list[tuple[int, Sequence[str], DictConfig]]] = []
+    for idx, overrides in enumerate(job_overrides, start=first):
+        cfg = _job_config(launcher, overrides, idx)
+        size = cfg.get("group_seeds") or 1
+        last = groups[-1] if groups else None
+        if last and size > 1 and len(last) < size and cell_key(last[0][1]) == cell_key(overrides):
+            last.append((idx, overrides, cfg))
+        else:
+            groups.append([(idx, overrides, cfg)])
+    return groups
+
+
+def launch_grouped(
+    launcher: Any, job_overrides: Sequence[Sequence[str]], first: int
+) -> list[JobReturn]:
+    """Run the jobs; the seeds of a cell train as one group, then each job reports its own run."""
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    os.makedirs(str(launcher.config.hydra.sweep.dir), exist_ok=True)
+    log.info(f"Launching {len(job_overrides)} jobs locally")
+    runs: list[JobReturn] = []
+    for group in _groups(launcher, job_overrides, first):
+        trained = _train_group(group) if len(group) > 1 else set()
+        for idx, overrides, cfg in group:
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            task = _recorded if idx in trained else launcher.task_function
+            runs.append(run_job(hydra_context=launcher.hydra_context, task_function=task, config=cfg,
+                                job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))  # fmt: skip
+            configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    return runs
+
+
+def _train_group(group: list[tuple[int, Sequence[str], DictConfig]]) -> set[int]:
+    """Train the group's members that can train together; the jobs it trained."""
+    members: list[tuple[int, Member]] = []
+    for idx, _, cfg in group:
+        found, why = member(cfg)
+        if found is None:
+            log.info("job #%d runs on its own: %s", idx, why)
+        else:
+            members.append((idx, found))
+    if len(members) < 2:
+        return set()
+    from ablate.group.fit import train_group  # Lightning and torch: only for a group that trains
+
+    with ExitStack() as held:
+        for _, m in members:
+            held.enter_context(run_lock(m.run_dir))
+        log.info("training %d seeds (%s) as one stacked model", len(members),
+                 ", ".join(str(m.seed) for _, m in members))  # fmt: skip
+        train_group([m for _, m in members])
+    return {idx for idx, _ in members}

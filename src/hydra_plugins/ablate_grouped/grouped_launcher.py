@@ -1,0 +1,23 @@
+"""hydra/launcher=grouped (conf/hydra/launcher/grouped.yaml): the basic launcher, with the seeds of
+one cell trained as one stacked model when `group_seeds` > 1 (the work is in ablate.group.launch).
+
+Hydra loads launchers only from the hydra_plugins package; this module is the adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+from hydra.core.utils import JobReturn
+
+
+class GroupedLauncher(BasicLauncher):
+    """Runs a sweep's jobs one after another; jobs that differ only in `seed` train together."""
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        from ablate.group.launch import launch_grouped
+
+        return launch_grouped(self, job_overrides, initial_job_idx)
