@@ -29,6 +29,7 @@ from ablate.group.steps import Schedule
 from ablate.models import build_model
 from ablate.run.atomic import write_bytes_atomic
 from ablate.run.threads import set_threads
+from ablate.testing.faults import injected_faults
 from ablate.training.acted import SAMPLE_EVERY
 
 log = logging.getLogger("ablate.train")
@@ -73,10 +74,17 @@ class GroupFit:
                         for i, m in enumerate(members)]  # fmt: skip
         self.max_loss = float(cfg.max_loss)
         self.step, self.epoch, self.batch = 0, 0, 0
+        # per seed: the curve's running train loss since that seed's last point, and its count
         self.since_val = torch.zeros(self.k, dtype=torch.float64)
-        self.since_val_n = 0
+        self.since_val_n = torch.zeros(self.k, dtype=torch.float64)
         self.sums = self._zero_sums()
         self.path = checkpoint_path(members)
+        self.faults = injected_faults(cfg)  # test-only ($ABLATE_FAULT), as a solo run has them
+
+    @property
+    def global_step(self) -> int:
+        """Steps taken (what the fault injection reads)."""
+        return self.step
 
     def _zero_sums(self) -> dict[str, torch.Tensor]:
         return {n: torch.zeros(self.k, dtype=torch.float64) for n in
@@ -104,12 +112,13 @@ class GroupFit:
     def _count(self, v: StepValues, b: int, alive: torch.Tensor) -> None:
         """Epoch means, the curve's running train loss, technique counts, divergence: per seed."""
         loss, data_loss, penalty, projected = v.loss, v.data_loss, v.penalty, v.projected
+        live = alive.double()  # a diverged seed's values count no more
         for name, value in (("loss", loss), ("data_loss", data_loss), ("penalty", penalty)):
-            self.sums[name] += value.double() * b
-        self.sums["correct"] += v.correct.double()
-        self.sums["count"] += b
-        self.since_val += loss.double()
-        self.since_val_n += 1
+            self.sums[name] += torch.where(alive, value.double() * b, 0.0)
+        self.sums["correct"] += v.correct.double() * live
+        self.sums["count"] += b * live
+        self.since_val += torch.where(alive, loss.double(), 0.0)
+        self.since_val_n += live
         self.last = (loss, data_loss, penalty)
         for d in self.net.dropouts():
             for dropped, seen in d.counts:
@@ -154,13 +163,12 @@ class GroupFit:
     def validate(self, who: list[int]) -> None:
         """Validate every seed; record the point for the seeds in `who`."""
         acc, loss = self.evaluate(self.data.val, self.data.batches)
-        train_loss = self.since_val / max(self.since_val_n, 1)
         for i in who:
-            mean = float(train_loss[i]) if self.since_val_n else math.nan
+            n = float(self.since_val_n[i])
+            mean = float(self.since_val[i]) / n if n else math.nan
             self.records[i].validated(self.step, self.epoch, float(acc[i]), float(loss[i]), mean,
                                       self.net.unstack(i))  # fmt: skip
-        self.since_val.zero_()
-        self.since_val_n = 0
+            self.since_val[i] = self.since_val_n[i] = 0.0
 
     def log_step(self, loss: torch.Tensor, data_loss: torch.Tensor, penalty: torch.Tensor) -> None:
         """train/*_step scalars every log_every_n_steps (the steps Lightning's loggers write)."""
@@ -169,16 +177,17 @@ class GroupFit:
                 r.scalars({"train/loss_step": float(loss[i]), "train/data_loss_step":
                            float(data_loss[i]), "train/penalty_step": float(penalty[i])}, self.step)  # fmt: skip
 
-    def end_epoch(self) -> None:
-        """The epoch's means (train/loss_epoch, train/acc, ...) for each seed still training."""
+    def end_epoch(self, who: list[int] | None = None) -> None:
+        """The epoch's means (train/loss_epoch, train/acc, ...) of the seeds `who` (default: those
+        still training; a seed that diverged closes its epoch there, as its solo run stops)."""
+        who = [i for i, r in enumerate(self.records) if r.alive] if who is None else who
         count = self.sums["count"].clamp(min=1)
-        for i, r in enumerate(self.records):
-            if r.alive:
-                r.epochs = self.epoch + 1  # trainer.current_epoch after the fit: epochs begun
-                r.scalars({f"train/{n}_epoch": float(self.sums[n][i] / count[i])
-                           for n in ("loss", "data_loss", "penalty")} |
-                          {"train/acc": float(self.sums["correct"][i] / count[i])}, self.step)  # fmt: skip
-        self.sums = self._zero_sums()
+        for i in who:
+            self.records[i].epochs = self.epoch + 1  # trainer.current_epoch after a fit: begun
+            self.records[i].scalars(
+                {f"train/{n}_epoch": float(self.sums[n][i] / count[i])
+                 for n in ("loss", "data_loss", "penalty")}
+                | {"train/acc": float(self.sums["correct"][i] / count[i])}, self.step)  # fmt: skip
 
     def save(self) -> None:
         """The group's resume state, written atomically (a kill at any moment leaves a whole one)."""
@@ -216,7 +225,7 @@ class GroupFit:
             self.end_epoch()
         elif self.batch >= len(self.data.train[0]):  # saved at an epoch's last batch
             self.end_epoch()
-            self.batch, self.epoch = 0, self.epoch + 1
+            self.sums, self.batch, self.epoch = self._zero_sums(), 0, self.epoch + 1
         log.info("group of %d resumed at step %d from %s", self.k, self.step, self.path)
         return True
 
@@ -229,6 +238,8 @@ class GroupFit:
             self.data.clock.current_epoch = self.epoch
             batch0, stop = self.batch, False
             for i, (x, y) in enumerate(self.data.batches(self.data.train), start=batch0):
+                for fault in self.faults:
+                    fault.on_train_batch_start(self, None, None, i)
                 alive_before = self.alive()
                 self.train_step(x, y)
                 self.batch = i + 1
@@ -240,12 +251,14 @@ class GroupFit:
                     self.validate([j for j in range(self.k) if alive_before[j]])
                 elif newly:  # Lightning validates a run its divergence test stopped
                     self.validate(newly)
+                if newly:
+                    self.end_epoch(newly)
                 if schedule.checkpoint_now(self.step):
                     self.save()
                 if stop:
                     break
             self.end_epoch()
-            self.batch = 0
+            self.sums, self.batch = self._zero_sums(), 0
             if not stop:
                 self.epoch += 1
         self.wall_time_s = time.perf_counter() - start

@@ -59,6 +59,8 @@ def member(sweep_config: DictConfig) -> tuple[Member | None, str]:
         plain("trainer"), plain("callbacks"), plain("diagnostics"), plain("logger")
     ):
         return None, "; ".join(found)
+    # Resolved now, while Hydra's config is this job's: ${hydra:runtime.output_dir} is its run dir.
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     cfg_hash = config_hash(cfg)
     try:
         previous = previous_run(hc.runtime.output_dir, cfg_hash, resume="auto")
