@@ -5,7 +5,8 @@ MLP, SGD at batch 60 for 2,000 steps, validated every 100 steps on the 6,000-ima
 validation point tested on the 10,000 test images. ablate runs it as one command,
 `python -m ablate.train -m experiment=bn_mlp_quick norm=none,batch seed=0,1,2` (Hydra's basic
 launcher: the 6 runs one after another in one process, each writing its run folder, checkpoints,
-TensorBoard and summary.json), at steps_per_call=1 and at auto. The plain script (this file with
+TensorBoard and summary.json), at steps_per_call=1 and at auto, and with group_seeds=3 (the 3
+seeds of each cell as one stacked model, each seed written as its solo run: src/ablate/group/). The plain script (this file with
 --plain) trains the same 6 runs one after another in one process: numpy reads the IDX files, a
 shuffled index per epoch, nn.Sequential, the best weights kept in memory, nothing written. Every
 command is a fresh process timed from launch to exit (start-up included), interleaved over
@@ -128,14 +129,22 @@ def main() -> None:
     plain_cmd = [sys.executable, __file__, "--plain", "--data-root", str(root), "--steps",
                  str(args.steps), "--every", str(args.every), "--eval-batch", str(args.eval_batch),
                  *(["--subset", str(args.subset)] if args.subset else [])]  # fmt: skip
-    times: dict[str, list[float]] = {"plain": [], "ablate": [], "ablate_auto": []}
+    times: dict[str, list[float]] = {
+        "plain": [],
+        "ablate": [],
+        "ablate_auto": [],
+        "ablate_group": [],
+    }
+    versions = (("ablate", ["steps_per_call=1", "group_seeds=1"]),
+                ("ablate_auto", ["steps_per_call=auto", "group_seeds=1"]),
+                ("ablate_group", ["group_seeds=3"]))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
             times["plain"].append(timed(plain_cmd))
-            for name, per_call in (("ablate", "1"), ("ablate_auto", "auto")):
+            for name, how in versions:
                 t = time.perf_counter()
                 run_cli(["-m", "experiment=bn_mlp_quick", "norm=none,batch", "seed=0,1,2",
-                         f"steps_per_call={per_call}", f"threads={threads}",
+                         *how, f"threads={threads}",
                          f"trainer.max_steps={args.steps}",
                          f"trainer.val_check_interval={args.every}",
                          f"log_dir={tmp}/{name}-{r}", "callbacks.progress_bar=null",
@@ -147,6 +156,7 @@ def main() -> None:
         figure(f"ioffe_mlp/{name}_s", seconds, "s")
     figure("ioffe_mlp/ratio_vs_plain", mean["plain"] / mean["ablate"], "x")
     figure("ioffe_mlp/ratio_auto_vs_plain", mean["plain"] / mean["ablate_auto"], "x")
+    figure("ioffe_mlp/ratio_group_vs_plain", mean["plain"] / mean["ablate_group"], "x")
 
 
 if __name__ == "__main__":

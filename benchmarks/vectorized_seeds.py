@@ -10,7 +10,10 @@ this process after a warm-up, interleaved over `--repeats`:
   in-place buffer writes, which vmap refuses);
 - `bmm`: the layers written as batched matmuls over a leading seed dimension, autograd as usual, one
   torch.optim.SGD over the stacked tensors; with `--norm batch` BatchNorm per seed (batch
-  statistics over each seed's own 60 images, its own running statistics).
+  statistics over each seed's own 60 images, its own running statistics);
+- `group`: the project's own group trainer's step (ablate.group: StackedNet from K solo `model=mlp`
+  nets, StackedStep with its per-seed losses, penalties and bookkeeping-free SGD step), what
+  `group_seeds` runs.
 Figures: seed-steps/s for each way and K, and each K's speed-up over `loop` at K = 1.
 
     python benchmarks/vectorized_seeds.py [--quick] [--ks 1 2 4 8 16] [--steps 200] [--norm none]
@@ -132,7 +135,28 @@ def stacked(x, y, idx, norm: str) -> float:
     return time.perf_counter() - t
 
 
-WAYS = {"loop": loop, "vmap": vmapped, "bmm": stacked}
+def group(x, y, idx, norm: str) -> float:
+    from ablate.group.stack import StackedNet
+    from ablate.group.step import StackedStep
+    from ablate.models.mlp import MLP
+    from ablate.techniques import norm as norms
+    from ablate.techniques.reg import Reg
+
+    k = idx.shape[1]
+    make = norms.batch() if norm == "batch" else norms.none()
+    nets = [MLP(1, 10, (28, 28), depth=3, width=100, activation="sigmoid", norm=make)
+            for _ in range(k)]  # fmt: skip
+    net = StackedNet(nets)
+    sgd = lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9)  # noqa: E731
+    step_fn = StackedStep(net, Reg(), sgd, None, total_steps=len(idx))
+    alive = torch.ones(k, dtype=torch.bool)
+    t = time.perf_counter()
+    for step in idx:
+        step_fn(x[step], y[step], alive)
+    return time.perf_counter() - t
+
+
+WAYS = {"loop": loop, "vmap": vmapped, "bmm": stacked, "group": group}
 
 
 def main() -> None:

@@ -168,7 +168,7 @@ def test_the_schedule_validates_where_lightning_does(
     for _epoch in range(1000):
         for b in range(batches):
             step += 1
-            if s.validate_now(b, s.stop(step)):
+            if s.validate_now(b, step, s.stop(step)):
                 seen.append(step)
             if s.stop(step):
                 break

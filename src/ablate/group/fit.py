@@ -247,7 +247,7 @@ class GroupFit:
                 if schedule.log_now(self.step):
                     self.log_step(*self.last)
                 stop = schedule.stop(self.step) or not self.alive().any()
-                if schedule.validate_now(i, stop):
+                if schedule.validate_now(i, self.step, stop):
                     self.validate([j for j in range(self.k) if alive_before[j]])
                 elif newly:  # Lightning validates a run its divergence test stopped
                     self.validate(newly)

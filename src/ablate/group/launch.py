@@ -90,20 +90,32 @@ def _recorded(cfg: DictConfig) -> float:
     return (summary.metrics if summary else {}).get("val/acc_best", 0.0)
 
 
-def _groups(
+Job = tuple[int, Sequence[str], DictConfig]  # (job number, its overrides, its sweep config)
+
+
+def _plan(
     launcher: Any, job_overrides: Sequence[Sequence[str]], first: int
-) -> list[list[tuple[int, Sequence[str], DictConfig]]]:
-    """Consecutive jobs of one cell, in chunks of group_seeds; every other job alone."""
-    groups: list[list[tuple[int, Sequence[str], DictConfig]]] = []
+) -> list[list[tuple[Job, Member | None]]]:
+    """The sweep as units in order: groups of up to group_seeds members of one cell (its jobs that
+    can train together, wherever they stand in the sweep's order), and single jobs run as solo."""
+    units: list[list[tuple[Job, Member | None]]] = []
+    open_units: dict[tuple[str, ...], list[tuple[Job, Member | None]]] = {}
     for idx, overrides in enumerate(job_overrides, start=first):
         cfg = _job_config(launcher, overrides, idx)
         size = cfg.get("group_seeds") or 1
-        last = groups[-1] if groups else None
-        if last and size > 1 and len(last) < size and cell_key(last[0][1]) == cell_key(overrides):
-            last.append((idx, overrides, cfg))
-        else:
-            groups.append([(idx, overrides, cfg)])
-    return groups
+        found, why = member(cfg) if size > 1 else (None, "")
+        if found is None:
+            if why and why != "finished":
+                log.info("job #%d runs on its own: %s", idx, why)
+            units.append([((idx, overrides, cfg), None)])
+            continue
+        key = cell_key(overrides)
+        unit = open_units.get(key)
+        if unit is None or len(unit) >= size:
+            unit = open_units[key] = []
+            units.append(unit)
+        unit.append(((idx, overrides, cfg), found))
+    return units
 
 
 def launch_grouped(
@@ -114,35 +126,30 @@ def launch_grouped(
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     os.makedirs(str(launcher.config.hydra.sweep.dir), exist_ok=True)
     log.info(f"Launching {len(job_overrides)} jobs locally")
-    runs: list[JobReturn] = []
-    for group in _groups(launcher, job_overrides, first):
-        trained = _train_group(group) if len(group) > 1 else set()
-        for idx, overrides, cfg in group:
+    runs: dict[int, JobReturn] = {}
+    for unit in _plan(launcher, job_overrides, first):
+        members = [m for _, m in unit if m is not None]
+        if len(members) > 1:
+            try:  # as for a solo run in a sweep: recorded (in each summary.json), the sweep goes on
+                _train_group(members)
+            except Exception:
+                log.exception("this group failed (see its runs' summary.json); the sweep continues")
+        for (idx, overrides, cfg), m in unit:
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            task = _recorded if idx in trained else launcher.task_function
-            runs.append(run_job(hydra_context=launcher.hydra_context, task_function=task, config=cfg,
-                                job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))  # fmt: skip
+            task = _recorded if m is not None and len(members) > 1 else launcher.task_function
+            runs[idx] = run_job(hydra_context=launcher.hydra_context, task_function=task, config=cfg,
+                                job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
             configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
-    return runs
+    return [runs[i] for i in sorted(runs)]  # in the sweep's order
 
 
-def _train_group(group: list[tuple[int, Sequence[str], DictConfig]]) -> set[int]:
-    """Train the group's members that can train together; the jobs it trained."""
-    members: list[tuple[int, Member]] = []
-    for idx, _, cfg in group:
-        found, why = member(cfg)
-        if found is None:
-            log.info("job #%d runs on its own: %s", idx, why)
-        else:
-            members.append((idx, found))
-    if len(members) < 2:
-        return set()
+def _train_group(members: list[Member]) -> None:
+    """Train the members as one stacked model, each run directory locked as its solo run locks it."""
     from ablate.group.fit import train_group  # Lightning and torch: only for a group that trains
 
     with ExitStack() as held:
-        for _, m in members:
+        for m in members:
             held.enter_context(run_lock(m.run_dir))
         log.info("training %d seeds (%s) as one stacked model", len(members),
-                 ", ".join(str(m.seed) for _, m in members))  # fmt: skip
-        train_group([m for _, m in members])
-    return {idx for idx, _ in members}
+                 ", ".join(str(m.seed) for m in members))  # fmt: skip
+        train_group(members)

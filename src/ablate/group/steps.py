@@ -20,7 +20,7 @@ def blockers(trainer: dict[str, Any], callbacks: dict[str, Any], diagnostics: di
         found.append("trainer.accumulate_grad_batches")
     if trainer.get("limit_train_batches", 1.0) not in (None, 1.0):
         found.append("trainer.limit_train_batches")
-    if trainer.get("check_val_every_n_epoch", 1) != 1:
+    if trainer.get("check_val_every_n_epoch", 1) not in (1, None):
         found.append("trainer.check_val_every_n_epoch")
     if isinstance(trainer.get("val_check_interval"), dict):
         found.append("trainer.val_check_interval (a time interval)")
@@ -53,6 +53,10 @@ class Schedule:
         interval = trainer.get("val_check_interval")
         interval = 1.0 if interval is None else interval
         self.val_every = interval if isinstance(interval, int) else max(1, int(batches * interval))
+        # check_val_every_n_epoch=null: Lightning counts val_check_interval over all batches
+        self.across_epochs = (
+            "check_val_every_n_epoch" in trainer and trainer["check_val_every_n_epoch"] is None
+        )
         self.log_every = int(trainer.get("log_every_n_steps", 50) or 0)
         every = [cb.get("every_n_train_steps") for cb in (callbacks or {}).values()
                  if isinstance(cb, dict) and cb.get("every_n_train_steps")]  # fmt: skip
@@ -68,9 +72,11 @@ class Schedule:
         """Whether max_steps is reached (Lightning then validates and stops mid-epoch)."""
         return 0 < self.max_steps <= step
 
-    def validate_now(self, batch_idx: int, stopping: bool) -> bool:
-        """Lightning's rule: every val_check_interval batches of the epoch, and on a stop."""
-        return (batch_idx + 1) % self.val_every == 0 or stopping
+    def validate_now(self, batch_idx: int, step: int, stopping: bool) -> bool:
+        """Lightning's rule: every val_check_interval batches of the epoch (of the fit with
+        check_val_every_n_epoch=null: one step per batch), and on a stop."""
+        done = step if self.across_epochs else batch_idx + 1
+        return done % self.val_every == 0 or stopping
 
     def log_now(self, step: int) -> bool:
         """Whether the loggers write the step just taken (every log_every_n_steps)."""
