@@ -88,7 +88,7 @@ def test_stop_rule():
 
 
 def test_a_preset_declares_its_seed_budget_and_the_flags_override_it(tmp_path):
-    design = read_design("experiment=bn_lr_quick", [f"log_dir={tmp_path}", "+study.max_seeds=14"])
+    design = read_design("experiment=reg_gap_quick", [f"log_dir={tmp_path}", "+study.max_seeds=14"])
     assert design.budget == {"max_seeds": 14}
     assert resolve_budget(design.budget) == (14, 2, None)  # add and max_hours: the defaults
     assert resolve_budget(design.budget, max_seeds=6, max_hours=0.5) == (6, 2, 0.5)
@@ -98,7 +98,7 @@ def test_a_preset_declares_its_seed_budget_and_the_flags_override_it(tmp_path):
     assert resolve_budget({}, default_max_hours=0.2) == (10, 2, 0.2)
     assert resolve_budget({"max_hours": 0.7}, default_max_hours=0.2) == (10, 2, 0.7)
     assert resolve_budget({"max_hours": 0.7}, max_hours=0.1, default_max_hours=0.2)[2] == 0.1
-    assert read_design("experiment=bn_lr_quick", [f"log_dir={tmp_path}"]).budget == {}
+    assert read_design("experiment=reg_gap_quick", [f"log_dir={tmp_path}"]).budget == {}
 
 
 def test_the_command_line_resolves_the_wall_time_cap(tmp_path, monkeypatch):
