@@ -37,8 +37,8 @@ def _job_config(launcher: Any, overrides: Sequence[str], idx: int) -> DictConfig
     return cfg
 
 
-def member(sweep_config: DictConfig) -> tuple[Member | None, str]:
-    """The job as a group member, or (None, why it runs solo): what run_job would hand train()."""
+def as_job(sweep_config: DictConfig) -> DictConfig:
+    """The job's config with its run directory set, made Hydra's current one (as run_job does)."""
     config = copy.deepcopy(sweep_config)
     HydraConfig.instance().set_config(config)
     run_dir = os.path.join(str(OmegaConf.select(config, "hydra.sweep.dir")),
@@ -46,6 +46,12 @@ def member(sweep_config: DictConfig) -> tuple[Member | None, str]:
     with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
         config.hydra.runtime.output_dir = os.path.abspath(run_dir)
     HydraConfig.instance().set_config(config)
+    return config
+
+
+def member(sweep_config: DictConfig) -> tuple[Member | None, str]:
+    """The job as a group member, or (None, why it runs solo): what run_job would hand train()."""
+    config = as_job(sweep_config)
     hc = HydraConfig.get()
     cfg = copy.deepcopy(config)
     with read_write(cfg), open_dict(cfg):
@@ -130,6 +136,9 @@ def launch_grouped(
     for unit in _plan(launcher, job_overrides, first):
         members = [m for _, m in unit if m is not None]
         if len(members) > 1:
+            first = as_job(next(job[2] for job, m in unit if m is not None))
+            os.makedirs(first.hydra.runtime.output_dir, exist_ok=True)
+            configure_log(first.hydra.job_logging, first.hydra.verbose)  # into its train.log
             try:  # as for a solo run in a sweep: recorded (in each summary.json), the sweep goes on
                 _train_group(members)
             except Exception:

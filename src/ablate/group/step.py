@@ -55,9 +55,10 @@ class StackedStep:
         projected = torch.zeros(self.k, dtype=torch.long)
         with torch.no_grad():
             for w in self.decay:
-                norms = torch.linalg.vector_norm(w, dim=2)  # (K, out): each unit's incoming weights
+                # w is (K, in, out): a unit's incoming weights are a column
+                norms = torch.linalg.vector_norm(w, dim=1)  # (K, out)
                 projected += (norms > self.reg.max_norm).sum(1)
-                w.mul_((self.reg.max_norm / norms).clamp_(max=1.0)[..., None])  # a zero row: 1
+                w.mul_((self.reg.max_norm / norms).clamp_(max=1.0)[:, None])  # a zero column: 1
         return projected
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, alive: torch.Tensor) -> StepValues:
