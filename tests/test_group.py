@@ -186,7 +186,9 @@ def _sweep(tmp: Path, name: str, *extra: str, env: dict | None = None):
     args = [
         "-m", f"data.root={SHARED_DATA}", f"data.cache_dir={tmp / 'cache'}", "data.download=false",
         f"log_dir={tmp / 'logs'}", f"hydra.sweep.dir={tmp / name}", "callbacks.progress_bar=null",
-        "trainer.enable_model_summary=false", "model=mlp", "model.depth=2", "model.width=32",
+        "trainer.enable_model_summary=false",
+        *([] if any(e.startswith("model=") for e in extra) else
+          ["model=mlp", "model.depth=2", "model.width=32"]),
         "data.train_subset=600", "data.val_fraction=0.1", "data.batch_size=30",
         "data.eval_train_max=0", "trainer.max_steps=50", "+trainer.val_check_interval=10",
         "callbacks.last_checkpoint.every_n_train_steps=10", *extra,
@@ -265,3 +267,14 @@ def test_a_killed_group_resumes_every_seed_to_the_uninterrupted_result(tmp_path:
     for name in whole:
         _same_run(whole[name], again[name], name, exact=True)
         assert again[name]["earlier_attempts"][0]["status"] == "running"
+
+
+def test_a_conv_net_sweep_with_group_seeds_trains_each_run_on_its_own(tmp_path: Path) -> None:
+    """Only model=mlp has stacked layers: a CNN's seeds run solo, with a line saying why."""
+    proc = _sweep(tmp_path, "cnn", "model=cnn", "model.channels=[4]", "model.hidden=0",
+                  "seed=0,1", "group_seeds=2")  # fmt: skip
+    assert_ok(proc)
+    assert "ablate.models.cnn.CNN has no stacked layers" in proc.stdout + proc.stderr
+    runs = _runs(tmp_path / "cnn")
+    assert {r["status"] for r in runs.values()} == {"completed"} and len(runs) == 2
+    assert not any("group" in r for r in runs.values())

@@ -12,6 +12,7 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ablate.config import swept_keys
@@ -60,6 +61,10 @@ def member(sweep_config: DictConfig) -> tuple[Member | None, str]:
         return None, "seed=null (drawn per run)"
     if config_problems(cfg, dict(hc.runtime.choices), hc.runtime.output_dir):
         return None, "config problems (reported by the run)"
+    if not getattr(get_class(cfg.model._target_), "stackable", False):
+        return None, f"{cfg.model._target_} has no stacked layers (model=mlp has)"
+    if cfg.model.get("compile"):
+        return None, "model.compile=true (a compiled net is not stacked)"
     plain = lambda key: OmegaConf.to_container(cfg[key], resolve=True) if cfg.get(key) else {}  # noqa: E731
     if found := blockers(
         plain("trainer"), plain("callbacks"), plain("diagnostics"), plain("logger")
@@ -136,13 +141,15 @@ def launch_grouped(
     for unit in _plan(launcher, job_overrides, first):
         members = [m for _, m in unit if m is not None]
         if len(members) > 1:
-            first = as_job(next(job[2] for job, m in unit if m is not None))
-            os.makedirs(first.hydra.runtime.output_dir, exist_ok=True)
-            configure_log(first.hydra.job_logging, first.hydra.verbose)  # into its train.log
-            try:  # as for a solo run in a sweep: recorded (in each summary.json), the sweep goes on
+            lead = as_job(next(job[2] for job, m in unit if m is not None))
+            os.makedirs(lead.hydra.runtime.output_dir, exist_ok=True)
+            configure_log(lead.hydra.job_logging, lead.hydra.verbose)  # into its train.log
+            try:
                 _train_group(members)
-            except Exception:
-                log.exception("this group failed (see its runs' summary.json); the sweep continues")
+            except Exception:  # each run then trains on its own, as without group_seeds
+                log.exception("this group failed; its runs train one by one instead")
+                unit = [(job, None) for job, _ in unit]
+                members = []
         for (idx, overrides, cfg), m in unit:
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             task = _recorded if m is not None and len(members) > 1 else launcher.task_function

@@ -48,6 +48,8 @@ class MLP(nn.Module):
     spatial extent to normalize over on a feature vector, so it is refused with a one-line error.
     """
 
+    stackable = True  # its K seeds can train as one stacked model (ablate.group.stack)
+
     def __init__(
         self,
         in_channels: int,
