@@ -98,9 +98,14 @@ def test_a_seed_in_a_group_is_its_solo_run_after_100_steps(option: str) -> None:
     assert_close(solo(overrides, 7, 100), group[7], f"{option} seed 7")
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Constant init makes a layer's units identical, so their gradients differ only by rounding;
+# Adam divides each by its own size, turning a rounding difference into a step of lr (measured,
+# solo against group after 30 steps: 5.6e-5 with reg=none, 3.7e-4 with reg=all; 5e-7 with He
+# init). The per-option test covers constant init with SGD. Derandomized: the same draws each run.
+@settings(max_examples=4, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
 @given(norm=st.sampled_from(OPTIONS["norm"]), reg=st.sampled_from(OPTIONS["reg"]),
-       init=st.sampled_from(OPTIONS["init"]), optim=st.sampled_from(["sgd", "adam", "adamw"]),
+       init=st.sampled_from([o for o in OPTIONS["init"] if o != "constant"]), optim=st.sampled_from(["sgd", "adam", "adamw"]),
        activation=st.sampled_from(["relu", "sigmoid", "tanh"]))  # fmt: skip
 def test_drawn_combinations_match_their_solo_runs(
     norm: str, reg: str, init: str, optim: str, activation: str

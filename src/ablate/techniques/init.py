@@ -10,7 +10,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ablate.schema.fields import Number, allowed, one_of
+from ablate.schema.fields import Number, Positive, allowed, one_of
 
 # Gain = the factor that keeps activation variance constant through the nonlinearity
 # (He et al. 2015; torch.nn.init.calculate_gain). GELU/SiLU/ELU have no closed form and
@@ -84,6 +84,13 @@ def orthogonal(weight: torch.Tensor, activation: str, gain: Gain = "auto") -> No
     """Orthogonal (Saxe et al. 2014): a (flattened) orthogonal matrix scaled by the gain."""
     g = gain_for(activation) if gain == "auto" else float(gain)
     nn.init.orthogonal_(weight, gain=g)
+
+
+def gaussian(weight: torch.Tensor, activation: str, std: Positive = 0.01) -> None:
+    """N(0, std^2) whatever the layer's size: the "small random Gaussian values" of papers before
+    variance-preserving inits (Ioffe & Szegedy 2015, Sec. 4.1, state no std; Krizhevsky et al.
+    2012 used 0.01). Unlike He or Xavier, the activations' scale shrinks or grows with width."""
+    nn.init.normal_(weight, 0.0, std)
 
 
 def constant(weight: torch.Tensor, activation: str, value: Number = 0.01) -> None:
