@@ -40,6 +40,14 @@ def test_lecun_std():
     assert std == pytest.approx(1 / math.sqrt(400), rel=0.03)
 
 
+@pytest.mark.parametrize("shape", [(100, 784), (10, 100), (64, 3, 3, 3)])
+@pytest.mark.parametrize("std", [0.01, 0.1])
+def test_gaussian_std_is_fixed_whatever_the_fan(shape, std):
+    got, w = _std(init.gaussian, shape, activation="sigmoid", std=std)
+    assert got == pytest.approx(std, rel=0.1)
+    assert abs(w.mean().item()) < 4 * std / math.sqrt(w.numel())
+
+
 def test_orthogonal_rows_are_orthonormal_times_gain():
     _, w = _std(init.orthogonal, (32, 16, 3, 3))
     flat = w.view(32, -1)
