@@ -47,7 +47,7 @@ class GroupFit:
 
     def __init__(self, members: list[Member]) -> None:
         cfg = members[0].cfg
-        self.members, self.k = members, len(members)
+        self.k = len(members)
         self.threads = set_threads(cfg.threads)
         nets, generators, self.data = [], [], GroupData()
         for m in members:  # each seed as its solo run sets up: seeded, its data, its init
@@ -167,7 +167,7 @@ class GroupFit:
             n = float(self.since_val_n[i])
             mean = float(self.since_val[i]) / n if n else math.nan
             self.records[i].validated(self.step, self.epoch, float(acc[i]), float(loss[i]), mean,
-                                      self.net.unstack(i))  # fmt: skip
+                                      lambda i=i: self.net.unstack(i))  # fmt: skip
             self.since_val[i] = self.since_val_n[i] = 0.0
 
     def log_step(self, loss: torch.Tensor, data_loss: torch.Tensor, penalty: torch.Tensor) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,13 +78,13 @@ class SeedRecord:
             self._writer.add_scalar(name, value, step)
 
     def validated(self, step: int, epoch: int, acc: float, loss: float, train_loss: float,
-                  state: dict[str, torch.Tensor]) -> None:  # fmt: skip
-        """One point of the curve; a strictly better val/acc makes `state` the best checkpoint."""
+                  state: Callable[[], dict[str, torch.Tensor]]) -> None:  # fmt: skip
+        """One point of the curve; a strictly better val/acc makes `state()` the best checkpoint."""
         acc, loss, train_loss = _f32(acc), _f32(loss), _f32(train_loss)
         self.history.append({"step": step, "epoch": epoch, "val/acc": acc, "val/loss": loss,
                              "train/loss": train_loss})  # fmt: skip
         if acc > self.best["acc"]:  # ModelCheckpoint(mode=max) keeps the first of equal scores
-            self.best, self.best_state = {"acc": acc, "epoch": epoch, "step": step}, state
+            self.best, self.best_state = {"acc": acc, "epoch": epoch, "step": step}, state()
         self.scalars({"val/acc": acc, "val/loss": loss, "val/acc_best": self.best["acc"]}, step)
 
     def best_checkpoint(self) -> str | None:
