@@ -3,7 +3,8 @@
     .venv/bin/python scripts/scoreboard.py logs/experiments/bn_mlp_quick ... [--write]
 
 Prints one markdown table: preset, claim, source (the preset header's "Source:"), verdict,
-difference [CI] as the report judges it (a study's sweep at its last look), seeds used, the
+difference [CI] as the report judges it (a study's sweep at its last look; a preset with open
+choices: its primary setup), in how many of the open choices' setups the claim holds, seeds used, the
 minutes its runs took together, the machine and the commit they came from. --write puts it
 between the scoreboard markers of docs/results/README.md (its one home): the given presets' rows
 replace their earlier rows (in place; a new preset's go last), other presets' rows stay as they are,
@@ -20,8 +21,8 @@ from collections import Counter
 from pathlib import Path
 
 from ablate.config import CONF_DIR
-from ablate.report import judge_sweep
 from ablate.report.judge import Verdict
+from ablate.report.judge.sweep import judge_report
 from ablate.report.render import fmt_difference, fmt_needed, fmt_used, md_table, short_commit
 from ablate.run.record import Status
 
@@ -30,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- scoreboard:begin -->", "<!-- scoreboard:end -->"
 SCOREBOARD = REPO / "docs" / "results" / "README.md"  # the one copy; README.md links it
 HEADER = [
-    "preset", "claim", "source", "verdict", "difference [CI]", "seeds", "run min", "machine", "commit",
+    "preset", "claim", "source", "verdict", "difference [CI]", "holds in (setups)", "seeds",
+    "run min", "machine", "commit",
 ]  # fmt: skip
 
 
@@ -55,7 +57,7 @@ def _why(v: Verdict) -> str:
 
 def rows(sweep_dir: Path, machine: str | None = None) -> list[list[str]]:
     """One row per claim of the sweep; `machine` names it where its runs do not record theirs."""
-    sweep, _, verdicts = judge_sweep(sweep_dir)
+    sweep, _, verdicts, panel = judge_report(sweep_dir)
     minutes = sum(r.wall_time_s for r in sweep.runs if math.isfinite(r.wall_time_s)) / 60
     runs = [r for r in sweep.runs if r.status != Status.CORRUPT]
     commits = Counter(short_commit(r.git_commit or "unknown", 7) for r in runs)
@@ -71,12 +73,13 @@ def rows(sweep_dir: Path, machine: str | None = None) -> list[list[str]]:
             source(name),
             f"**{v.label}**" + _why(v),
             fmt_difference(v),
+            panel.count(i) if panel else "— (no grid run)",
             fmt_used(v),
             f"{minutes:.1f}",
             where,
             commit,
         ]
-        for v in verdicts
+        for i, v in enumerate(verdicts)
     ]
 
 
@@ -92,6 +95,10 @@ def merge(old_table: str, new_rows: list[list[str]]) -> list[list[str]]:
             continue  # the header, its rule, anything else
         cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
         preset = cells[0]
+        if (
+            len(cells) == len(HEADER) - 1
+        ):  # a row from before the setups column: judged without a grid
+            cells.insert(HEADER.index("holds in (setups)"), "— (no grid run)")
         if preset not in new_by_preset:
             out.append(cells)
         elif preset not in placed:  # where the preset's rows were: all its new rows

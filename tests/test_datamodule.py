@@ -86,6 +86,23 @@ def test_standardization_uses_training_split_statistics(fake_data):
     assert torch.allclose(all_train.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
 
 
+@pytest.mark.parametrize("standardize", [False, True])
+def test_binarize_feeds_0_1_pixels_and_standardizes_their_statistics(fake_data, standardize):
+    # Ioffe & Szegedy 2015 Sec. 4.1: "a 28x28 binary image" (pixel > 127 -> 1)
+    dm = _dm(binarize=True, standardize=standardize)
+    raw = dm._splits["train"][0]
+    x, _ = dm.on_after_batch_transfer((torch.from_numpy(raw).permute(0, 3, 1, 2), None), 0)
+    binary = torch.from_numpy((raw > 127).astype(np.float32)).permute(0, 3, 1, 2)
+    if standardize:
+        mean = binary.mean(dim=(0, 2, 3))
+        assert torch.allclose(dm.mean, mean) and torch.allclose(
+            dm.std, binary.std(dim=(0, 2, 3), unbiased=False)
+        )
+        binary = (binary - mean.view(1, -1, 1, 1)) / dm.std.view(1, -1, 1, 1)
+    assert torch.allclose(x, binary, atol=1e-6)
+    assert len(torch.unique(x)) <= 2 * 3  # two values per channel
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.integers(1, 40),

@@ -19,8 +19,10 @@ def row(preset: str, claim: str, verdict: str = "**supported**") -> list[str]:
         "Paper 2018",
         verdict,
         "+0.01 [+0.00, +0.02]",
+        "1 of 2",
         "3",
         "1.0",
+        "x86_64, 2 CPUs",
         "`abc1234`",
     ]
 
@@ -32,6 +34,16 @@ def test_merge_replaces_a_presets_rows_in_place_and_keeps_the_others():
     new_b = [row("b", "only b now", "**no effect**")]
     merged = scoreboard.merge(table, [*new_b, row("d", "new preset")])
     assert merged == [old[0], *new_b, old[3], row("d", "new preset")]
+
+
+def test_merge_gives_a_row_from_before_the_setups_column_a_dash_there():
+    old = row("a", "judged before grids")
+    without = [c for i, c in enumerate(old) if i != scoreboard.HEADER.index("holds in (setups)")]
+    table = scoreboard.md_table(scoreboard.HEADER[: len(without)], [without])
+    (merged,) = scoreboard.merge(table, [])
+    assert len(merged) == len(scoreboard.HEADER)
+    assert merged[scoreboard.HEADER.index("holds in (setups)")] == "— (no grid run)"
+    assert merged[-1] == old[-1] and merged[4] == old[4]
 
 
 def _run(sweep: Path, norm: str, seed: int, acc: float, **fields) -> None:
@@ -54,7 +66,7 @@ def test_a_row_names_the_machine_a_dirty_commit_and_why_nothing_was_compared(tmp
     (row,) = scoreboard.rows(tmp_path, machine="16 CPUs, 1 x H200")
     assert row[0] == "`toy`" and row[-1] == "`1234567-dirty`" and row[-2] == "16 CPUs, 1 x H200"
     assert row[3].startswith("**inconclusive** (") and "usable seeds" in row[3]  # no batch runs
-    assert row[6] == "3.0"  # 6 runs x 30 s
+    assert row[5] == "— (no grid run)" and row[7] == "3.0"  # no open choices; 6 runs x 30 s
     for seed in range(6):  # runs that record their machine name it, whatever --machine says
         _run(tmp_path, "batch", seed, 0.95 + seed / 1000, machine="x86_64, 2 CPUs")
     (row,) = scoreboard.rows(tmp_path, machine="ignored")

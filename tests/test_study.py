@@ -338,7 +338,7 @@ def test_a_seed_cap_that_can_never_decide_is_refused_and_every_preset_can_decide
 def test_the_study_cli_refuses_a_declared_cap_before_anything_runs(tmp_path: Path):
     """A preset (or +study.max_seeds) that plans too few seeds is refused; --max-seeds only warns."""
     proc = subprocess.run(
-        [sys.executable, "-m", "ablate.study", "experiment=bn_mlp_quick", "+study.max_seeds=4",
+        [sys.executable, "-m", "ablate.study", "experiment=bn_mlp_quick", "study.max_seeds=4",
          f"hydra.sweep.dir={tmp_path / 'sweep'}"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
         env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"},

@@ -51,6 +51,15 @@ def is_number(text: str) -> bool:
     return True
 
 
+def same_text(a: str, b: str) -> bool:
+    """Whether two override spellings mean the same value: 0.1 is 0.10, false is False (Hydra's
+    sweeper spells swept booleans True/False)."""
+    if is_number(a) and is_number(b):
+        return float(a) == float(b)
+    bools = ("true", "false")
+    return a == b or (a.lower() in bools and a.lower() == b.lower())
+
+
 def canonical(text: str) -> str:
     """One spelling per number (`0.10` and `0.1` -> `0.1`); other text as it is."""
     return repr(float(text)) if is_number(text) else text

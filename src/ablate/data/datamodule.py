@@ -34,6 +34,7 @@ from ablate.data.device_aug import (
     generator,
 )
 from ablate.data.loaders import (
+    BINARY_THRESHOLD,
     BatchDataset,
     DeviceBatches,
     channel_stats,
@@ -78,6 +79,7 @@ class ImageDataModule(L.LightningDataModule):
         val_fraction: OpenFraction = 0.1,
         train_subset: OptionalPositiveInt = None,
         standardize: Bool = True,
+        binarize: OptionalBool = None,
         num_workers: NonNegativeInt = 0,
         channels: one_of(1, 3) = 1,
         image_size: ImageSize = (28, 28),
@@ -93,7 +95,11 @@ class ImageDataModule(L.LightningDataModule):
         self.dataset, self.root, self.cache_dir, self.download = dataset, root, cache_dir, download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.val_fraction = num_workers, val_fraction
-        self.train_subset, self.standardize = train_subset, standardize
+        self.train_subset, self.standardize, self.binarize = (
+            train_subset,
+            standardize,
+            bool(binarize),
+        )
         self.channels, self.image_size, self.num_classes = channels, tuple(image_size), num_classes
         self.aug_family, self.aug_cfg, self.seed = aug_family, aug, seed
         self.eval_train_max = eval_train_max
@@ -162,7 +168,7 @@ class ImageDataModule(L.LightningDataModule):
         }
         if self.standardize:
             # Per-channel statistics of the training split only, in [0, 1] units.
-            mean, std = channel_stats(self._splits["train"][0], self.channels)
+            mean, std = channel_stats(self._splits["train"][0], self.channels, self.binarize)
             self.mean = torch.tensor(mean, dtype=torch.float32)
             self.std = torch.tensor(std.clip(1e-6), dtype=torch.float32)
             self._stats_on.clear()
@@ -285,7 +291,8 @@ class ImageDataModule(L.LightningDataModule):
         if isinstance(batch, Chunk):  # steps_per_call > 1: several training batches at once
             return Chunk(self.on_after_batch_transfer(b, dataloader_idx) for b in batch)
         x, y = batch
-        x = x.float().div_(255.0)
+        # binarize: Ioffe & Szegedy 2015 Sec. 4.1 feed "a 28x28 binary image": pixel > 127 -> 1, else 0
+        x = x.gt(BINARY_THRESHOLD).float() if self.binarize else x.float().div_(255.0)
         if self.standardize:
             if x.device not in self._stats_on:  # copied once: a per-batch copy syncs with the host
                 self._stats_on[x.device] = (self.mean.to(x.device).view(1, -1, 1, 1),

@@ -12,10 +12,11 @@ import logging
 import sys
 from pathlib import Path
 
-from ablate.report.judge.sweep import judge_sweep
+from ablate.report.judge.sweep import judge_report
 from ablate.report.load.runs import REPORT_DIRNAME
 from ablate.report.load.sweep import ReportError
 from ablate.report.render.markdown import render_summary
+from ablate.report.render.panel import write_panel_plots
 from ablate.report.render.plots import write_plots
 from ablate.report.render.tables import write_csv
 
@@ -27,12 +28,13 @@ def build_report(
     fractions: tuple[float, ...] | None = None,
 ) -> Path:
     """Write results.csv, summary.md and the plots into <sweep_dir>/report/; returns that folder."""
-    sweep, study, verdicts = judge_sweep(sweep_dir, looks, spending, fractions)
+    sweep, study, verdicts, panel = judge_report(sweep_dir, looks, spending, fractions)
     out = sweep.root / REPORT_DIRNAME
     out.mkdir(exist_ok=True)
     write_csv(out / "results.csv", sweep)
     plots = write_plots(out, sweep, verdicts)  # the forest plot shows the claims table's verdicts
-    text = render_summary(sweep, verdicts, plots, study)
+    plots += write_panel_plots(out, sweep, panel)
+    text = render_summary(sweep, verdicts, plots, study, panel)
     (out / "summary.md").write_text(text, encoding="utf-8")
     return out
 

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from ablate.config import CONF_DIR
 from ablate.overrides import bare, override_key, override_value
+from ablate.report.load.setups import open_problems
 
 Cell = tuple[str, ...]
 
@@ -132,6 +133,12 @@ def read_design(experiment: str, extras: list[str]) -> Design:
     sweep_dir = Path(str(cfg.hydra.sweep.dir)).expanduser().resolve()
     budget = OmegaConf.to_container(cfg.study, resolve=True) if cfg.get("study") else {}
     claims = len(OmegaConf.select(cfg, "report.claims", default=None) or [])
+    declared = OmegaConf.select(cfg, "report.open", default=None)
+    if declared:  # the open choices must be swept: a typo here would judge the wrong setup
+        mode = OmegaConf.select(cfg, "report.panel", default="exploratory")
+        given = OmegaConf.to_container(declared) if OmegaConf.is_config(declared) else declared
+        if problems := open_problems(given, mode, factors):
+            raise StudyError(problems[0])
     return Design(
         experiment,
         extras,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ablate.report.judge import ALPHA, Verdict, interaction, look_alpha, pairs_for, same_value
+from ablate.report.load.setups import without_setup
 from ablate.study.design import Cell
 
 ADD, MAX_SEEDS, SPENDING = 2, 10, "pocock"
@@ -62,10 +63,11 @@ def claim_cells(claim: dict[str, Any], factors: dict[str, list[str]]) -> list[Ce
 
 
 def cells_to_extend(verdicts: Sequence[Verdict], factors: dict[str, list[str]]) -> list[Cell]:
-    """The cells that the undecided claims compare, in grid order (none for malformed claims)."""
+    """The cells that the undecided claims compare, in grid order (none for malformed claims); a
+    headline claim's cells at every setup of the open choices (the panel gets the same seeds)."""
     # A claim without a comparison is hopeless unless it only lacked runs ("fewer than 2 usable").
     hope = [v for v in verdicts if not v.final and (v.comparison or "usable" in v.reason)]
-    wanted = {c for v in hope for c in claim_cells(v.claim, factors)}
+    wanted = {c for v in hope for c in claim_cells(without_setup(v.claim), factors)}
     return [c for c in itertools.product(*factors.values()) if c in wanted]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ablate.overrides import is_number, value_text
+from ablate.overrides import is_number, same_text, value_text
 from ablate.report.judge.stats import mean_ci, sample
 from ablate.report.load.runs import STEPS, Run, acted
 
@@ -25,7 +25,7 @@ def same_value(actual: Any, wanted: Any) -> bool:
     a, w = value_text(actual), value_text(wanted)
     if is_number(a) and is_number(w):
         return math.isclose(float(a), float(w), rel_tol=1e-9, abs_tol=0.0)
-    return a == w
+    return same_text(a, w)
 
 
 def side_runs(runs: list[Run], conditions: dict[str, Any]) -> list[Run]:

@@ -1,4 +1,5 @@
-"""A sweep and its claims' verdicts: a study's replayed look by look, else a single look."""
+"""A sweep and its claims' verdicts: a study's replayed look by look, else a single look; the panel
+of its open choices at the same look (judge_report)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from ablate.overrides import canonical, value_text
 from ablate.report.judge.claims import judge_all
+from ablate.report.judge.panel import Panel, judge_panel
 from ablate.report.judge.verdicts import Verdict
 from ablate.report.load.runs import Run
 from ablate.report.load.study import load_study, study_looks, study_plan, use_study_plan
@@ -27,22 +29,28 @@ def carry(earlier: dict[int, Verdict], verdicts: list[Verdict]) -> dict[int, Ver
     return {**earlier, **new}
 
 
+def planned_runs(sweep: Sweep, study: dict[str, Any], rounds: int) -> list[Run]:
+    """The sweep's runs that the study's first `rounds` rounds planned."""
+    factors = list(study.get("factors", {}))
+    planned: set[Key] = set()
+    for rnd in study["rounds"][:rounds]:
+        seeds = [value_text(s) for s in rnd.get("seeds", [])]
+        for cell in rnd.get("cells", []):
+            values = tuple(canonical(value_text(cell[k])) for k in factors)
+            planned |= {(values, s) for s in seeds}
+    return [r for r in sweep.runs if run_key(r, factors) in planned]
+
+
 def judge_study(
     sweep: Sweep, study: dict[str, Any], spending: str = "pocock",
     fractions: tuple[float, ...] | None = None,
 ) -> list[Verdict]:  # fmt: skip
     """The verdicts at the study's last judged look, replaying every look on the runs it had."""
-    factors = list(study.get("factors", {}))
     (last, K), _ = study_looks(study)
-    planned: set[Key] = set()
     earlier: dict[int, Verdict] = {}
     verdicts: list[Verdict] = []
-    for rnd in study["rounds"][:last]:
-        seeds = [value_text(s) for s in rnd.get("seeds", [])]
-        for cell in rnd.get("cells", []):
-            values = tuple(canonical(value_text(cell[k])) for k in factors)
-            planned |= {(values, s) for s in seeds}
-        runs = [r for r in sweep.runs if run_key(r, factors) in planned]
+    for i, rnd in enumerate(study["rounds"][:last]):
+        runs = planned_runs(sweep, study, i + 1)
         look = (int(rnd.get("look", len(earlier) + 1)), K)
         verdicts = judge_all(replace(sweep, runs=runs), looks=look, spending=spending,
                              fractions=fractions, earlier=earlier)  # fmt: skip
@@ -68,3 +76,20 @@ def judge_sweep(
     if looks is not None and looks != (k, K):  # an explicit look: judged alone at it
         return sweep, study, judge_all(sweep, looks=looks, spending=spending, fractions=fractions)
     return sweep, study, judge_study(sweep, study, spending, fractions)
+
+
+def judge_report(
+    sweep_dir: str | Path,
+    looks: tuple[int, int] | None = None,
+    spending: str = "pocock",
+    fractions: tuple[float, ...] | None = None,
+) -> tuple[Sweep, dict[str, Any] | None, list[Verdict], Panel | None]:
+    """judge_sweep, and the panel of the open choices on the same runs at the same look."""
+    sweep, study, verdicts = judge_sweep(sweep_dir, looks, spending, fractions)
+    if study is None or looks is not None:
+        return sweep, study, verdicts, judge_panel(sweep, verdicts, looks, spending, fractions)
+    (last, K), planned = study_looks(study)
+    if fractions is None and planned and len(planned) == K:
+        fractions = planned
+    judged = replace(sweep, runs=planned_runs(sweep, study, last))
+    return sweep, study, verdicts, judge_panel(judged, verdicts, (last, K), spending, fractions)

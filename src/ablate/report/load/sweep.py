@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import numpy as np
 from ablate.overrides import as_float, is_number, value_text
 from ablate.report.load.plan import Plan, load_plan
 from ablate.report.load.runs import Run, find_summaries, load_run
+from ablate.report.load.setups import Setup, open_problems, setups, with_setup
 from ablate.run.record import TARGET_METRIC, steps_to_target
 
 DEFAULT_VALUE = "(default)"
@@ -35,6 +36,9 @@ class Sweep:
     claims: list[dict[str, Any]]
     budget: float  # the longest training (steps)
     val_interval: float = math.nan  # steps between validations: steps_to_target's resolution
+    open: Setup = field(default_factory=dict)  # report.open: open key -> its primary value
+    panel: str = "exploratory"  # report.panel: how the panel's cells are judged (judge/panel.py)
+    problems: list[str] = field(default_factory=list)  # what in report: cannot be judged
 
     def cells(self) -> dict[tuple[str, ...], list[Run]]:
         """Runs grouped by the values of the factors, in level order."""
@@ -127,7 +131,12 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     planned = plan.values if plan else {}
     levels = {f: order_levels((r.factors[f] for r in runs), planned.get(f, [])) for f in factors}
     claims = [c for c in block.get("claims") or [] if isinstance(c, dict)]
+    open_, panel = block.get("open") or {}, block.get("panel", "exploratory")
+    problems = open_problems(open_, panel, levels) if open_ else []
+    if open_ and not problems:  # the headline: every claim at the primary setup
+        primary = setups(open_, levels)[0]
+        claims = [with_setup(c, primary) for c in claims]
     return Sweep(
         root, runs, factors, levels, plan, target, claims, step_budget(runs),
-        validation_interval(runs),
+        validation_interval(runs), dict(open_) if not problems else {}, panel, problems,
     )  # fmt: skip

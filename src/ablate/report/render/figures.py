@@ -19,9 +19,9 @@ def pyplot() -> Any:
     return plt
 
 
-def save_figure(fig: Any, path: Path) -> None:
-    """Lay out, write the PNG and free the figure."""
-    fig.tight_layout()
+def save_figure(fig: Any, path: Path, rect: tuple[float, ...] = (0, 0, 1, 1)) -> None:
+    """Lay out inside `rect` (figure fractions), write the PNG and free the figure."""
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=110)
     fig.clf()
     pyplot().close(fig)

@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 from ablate.overrides import is_number, value_text
+from ablate.report.judge.panel import Panel
 from ablate.report.judge.stats import mean_ci, sample
 from ablate.report.judge.verdicts import Verdict
 from ablate.report.load.runs import STEPS, Run
@@ -15,6 +16,7 @@ from ablate.report.load.sweep import Sweep, unique
 from ablate.report.render.claims_section import section_claims
 from ablate.report.render.cost import section_cost, section_provenance
 from ablate.report.render.forest import FOREST
+from ablate.report.render.panel import PANEL, PRIMARY_CURVES, section_panel
 from ablate.report.render.study_section import section_study
 from ablate.report.render.tables import (
     csv_value,
@@ -262,19 +264,21 @@ def section_plots(plots: list[str]) -> str:
 
 
 def render_summary(
-    sweep: Sweep, verdicts: list[Verdict], plots: list[str], study: dict[str, Any] | None = None
-) -> str:
-    """The whole summary.md (with the rounds of a study when there is its study.json)."""
+    sweep: Sweep, verdicts: list[Verdict], plots: list[str], study: dict[str, Any] | None = None,
+    panel: Panel | None = None,
+) -> str:  # fmt: skip
+    """The whole summary.md (with the rounds of a study, and the panel of its open choices)."""
     sections = [
         f"# Ablation report: `{sweep.root}`\n\nPer-run values: [results.csv](results.csv).",
         section_what(sweep),
         section_claims(sweep, verdicts, plots),  # first: what the sweep decided
+        section_panel(sweep, panel, plots),  # the headline's scope across the open choices
         section_study(study, verdicts),
         section_status(sweep),
         section_cells(sweep),
         section_cost(sweep),
         section_marginals(sweep),
         section_pivots(sweep),
-        section_plots([p for p in plots if p != FOREST]),  # the forest plot is in Claims
+        section_plots([p for p in plots if p not in (FOREST, PANEL, PRIMARY_CURVES)]),
     ]
     return "\n\n".join(s.strip() for s in sections if s) + "\n"

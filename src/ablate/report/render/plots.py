@@ -53,7 +53,7 @@ def _run_batch(run: Any) -> int:
     return int(size) if size.isdigit() else 0
 
 
-def plot_curves(sweep: Sweep, key: str, path: Path) -> bool:
+def plot_curves(sweep: Sweep, key: str, path: Path, title: str | None = None) -> bool:
     """`key` against step per cell (against images seen where the batch size differs between runs):
     each seed a thin line, their mean bold; False without data.
 
@@ -97,7 +97,7 @@ def plot_curves(sweep: Sweep, key: str, path: Path) -> bool:
     ax.set(
         xlabel=x,
         ylabel=_units(key),
-        title=f"{key} per cell\n({what})",
+        title=f"{title or f'{key} per cell'}\n({what})",
     )
     if batch is not None:
         top = ax.secondary_xaxis(
