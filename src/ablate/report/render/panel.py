@@ -4,6 +4,7 @@ and the primary setup's learning curves per arm (the paper's figure, redrawn).""
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -68,6 +69,12 @@ def section_panel(sweep: Sweep, panel: Panel | None, plots: list[str]) -> str:
     return text
 
 
+def _short(label: str) -> str:
+    """A setup's label for a tick: each key by its last part (optim.momentum -> momentum), wrapped."""
+    parts = [re.sub(r"^[\w.]*\.(\w+=)", r"\1", part) for part in label.split(", ")]
+    return textwrap.fill(", ".join(parts), 30)
+
+
 def plot_panel(panel: Panel, path: Path) -> bool:
     """One small plot per claim: each setup's difference and 95% interval, coloured by verdict."""
     if not panel.cells:
@@ -93,12 +100,17 @@ def plot_panel(panel: Panel, path: Path) -> bool:
             color = PANEL_COLORS.get(v.verdict, "tab:gray")
             c = v.comparison
             if v.verdict == "not built" or c is None or not math.isfinite(v.lo):
-                ax.annotate(v.verdict, (0.5, yi), xycoords=("axes fraction", "data"),
+                what = (
+                    v.verdict
+                    if c is None or v.verdict == "not built"
+                    else f"{v.verdict}: signs only"
+                )
+                ax.annotate(what, (0.5, yi), xycoords=("axes fraction", "data"),
                             ha="center", va="center", fontsize=7, color=color, style="italic")  # fmt: skip
                 continue
             ax.plot([v.lo, v.hi], [yi, yi], color=color, lw=4, solid_capstyle="butt")
             ax.plot([c.mean], [yi], "o", color=color, ms=4)
-        ax.set_yticks(y, [textwrap.shorten(lb, 28) for lb in panel.labels], fontsize=7)
+        ax.set_yticks(y, [_short(lb) for lb in panel.labels], fontsize=7)
         ax.set_ylim(-0.7, len(panel.setups) - 0.3)
         text = row[0].claim.get("text") or "(claim)"
         held = panel.count(i)
@@ -120,10 +132,9 @@ def plot_primary_curves(sweep: Sweep, panel: Panel, path: Path) -> bool:
     runs = side_runs(sweep.runs, panel.setups[0])
     factors = [f for f in sweep.factors if f not in panel.setups[0]]
     primary = replace(sweep, runs=runs, factors=factors)
-    title = "val/acc at the primary setup (" + ", ".join(
-        f"{k}={v}" for k, v in panel.setups[0].items()
-    )
-    return plot_curves(primary, "val/acc", path, title=title + ")")
+    setup = ", ".join(f"{k}={v}" for k, v in panel.setups[0].items())
+    title = textwrap.fill(f"val/acc at the primary setup ({setup})", 80)
+    return plot_curves(primary, "val/acc", path, title=title)
 
 
 def write_panel_plots(out: Path, sweep: Sweep, panel: Panel | None) -> list[str]:
