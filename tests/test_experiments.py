@@ -127,7 +127,7 @@ def test_a_shrunk_real_sweep_reports_every_run(data_root, tmp_path):
 
 NEW_PRESETS = {  # the redesigned presets, shrunk: 2 seeds, a few steps, their levels cut where many
     "bn_mlp_quick": ["init=gaussian", "optim.momentum=0.0"],  # 2 of its 8 open setups
-    "init_mlp_quick": ['hydra.sweeper.params.init="he_normal,xavier_normal"'],
+    "init_mlp_quick": ['hydra.sweeper.params.init="he_normal,lecun_normal"', "optim.lr=0.01"],
     "reg_overfit_quick": ["optim.lr=0.05", "optim.momentum=0.9"],  # its primary setup
     "gn_batch_quick": [],
     "norm_compare_quick": ['hydra.sweeper.params.norm="batch,group"'],
