@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -635,3 +637,29 @@ def test_claims_judge_a_never_reached_target_as_censored_last():
     running = Run("d", "running", steps_to_target=100.0)  # not a result yet: no outcome
     assert outcome(running, "steps_to_target", False) is None
     assert sample([reached, never, diverged, running], "steps_to_target") == [300.0]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.floats(0.001, 1e4, allow_nan=False), st.floats(0.0, 1.0))
+def test_cost_plot_takes_equal_wall_times_whatever_their_mean_rounds_to(sweep_dir, wall, spread):
+    # a group's seeds share its wall time equally: the mean of equal floats can round past their max
+    from dataclasses import replace
+
+    from ablate.report.load.sweep import load_sweep
+    from ablate.report.render import cost
+
+    sweep = load_sweep(sweep_dir)
+    runs = [
+        replace(r, wall_time_s=wall * (1 + spread * (i % 2) * 1e-15))
+        for i, r in enumerate(sweep.runs)
+    ]
+    drawn = []
+    original = cost.save_figure
+    cost.save_figure = lambda fig, path: (drawn.append(path), cost.pyplot().close(fig))
+    try:
+        assert cost.plot_cost(replace(sweep, runs=runs), Path("unused.png"))
+    finally:
+        cost.save_figure = original
+    assert drawn

@@ -89,7 +89,8 @@ def plot_cost(sweep: Sweep, path: Path) -> bool:
             x,
             acc.mean,
             yerr=0.0 if np.isnan(acc.half) else acc.half,
-            xerr=[[x - wall.min()], [wall.max() - x]],
+            # clipped: the mean of equal times can round past their max (0.1 x 3 -> 0.1000...02)
+            xerr=[[max(x - wall.min(), 0.0)], [max(wall.max() - x, 0.0)]],
             fmt=marker,
             color=colour,
             capsize=4,
