@@ -132,7 +132,7 @@ NEW_PRESETS = {  # the redesigned presets, shrunk: 2 seeds, a few steps, their l
     "gn_batch_quick": [],
     "norm_compare_quick": ['hydra.sweeper.params.norm="batch,group"'],
     "bn_noisy_quick": [],
-    "landscape_quick": ["diagnostics.landscape.every_n_steps=1"],
+    "landscape_quick": ["diagnostics.landscape.every_n_steps=1", "optim.lr=0.1"],
 }
 
 

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from ablate.config import CONF_DIR
 from ablate.overrides import bare, override_key, override_value
-from ablate.report.load.setups import open_problems
+from ablate.report.load import open_problems
 
 Cell = tuple[str, ...]
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ablate.report.judge import ALPHA, Verdict, interaction, look_alpha, pairs_for, same_value
-from ablate.report.load.setups import without_setup
+from ablate.report.load import without_setup
 from ablate.study.design import Cell
 
 ADD, MAX_SEEDS, SPENDING = 2, 10, "pocock"

@@ -1,5 +1,6 @@
 """Loading: each summary.json -> a Run (runs), multirun.yaml -> the sweep's Plan (plan), the runs
--> a Sweep of cells (sweep), a study's study.json -> its StudyPlan and looks (study).
+-> a Sweep of cells (sweep), a study's study.json -> its StudyPlan and looks (study), the open
+choices a preset declares -> its setups (setups).
 
 The bottom layer: imports nothing from judge/ or render/.
 """
@@ -15,6 +16,7 @@ from ablate.report.load.runs import (
     load_run,
     run_from_record,
 )
+from ablate.report.load.setups import open_problems, with_setup, without_setup
 from ablate.report.load.study import (
     STUDY_FILE,
     StudyPlan,
@@ -28,6 +30,6 @@ from ablate.report.load.sweep import ReportError, Sweep, load_sweep, order_level
 __all__ = [
     "MOVED_ASIDE", "REPORT_DIRNAME", "STEPS", "STUDY_FILE", "Plan", "ReportError", "Run",
     "StudyPlan", "Sweep", "acted", "find_summaries", "load_plan", "load_run", "load_study", "load_sweep",
-    "order_levels", "plan_from_specs", "run_from_record", "step_budget", "study_looks",
-    "study_plan", "sweep_values", "use_study_plan",
+    "open_problems", "order_levels", "plan_from_specs", "run_from_record", "step_budget",
+    "study_looks", "study_plan", "sweep_values", "use_study_plan", "with_setup", "without_setup",
 ]  # fmt: skip
