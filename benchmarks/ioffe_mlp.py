@@ -1,9 +1,10 @@
 """The Ioffe & Szegedy MLP study through ablate against a plain PyTorch script: whole processes.
 
-The study is bn_mlp_quick's: 2 cells (norm none, batch) x 3 seeds of the 784-100-100-100-10 sigmoid
-MLP, SGD at batch 60 for 2,000 steps, validated every 100 steps on the 6,000-image split, the best
-validation point tested on the 10,000 test images. ablate runs it as one command,
-`python -m ablate.train -m experiment=bn_mlp_quick norm=none,batch seed=0,1,2` (Hydra's basic
+The study is bn_mlp_quick's at its first design's setup (one point of its open grid, grey-level
+pixels: what the plain script implements, SETUP below): 2 cells (norm none, batch) x 3 seeds of the
+784-100-100-100-10 sigmoid MLP, SGD at batch 60 for 2,000 steps, validated every 100 steps on the
+6,000-image split, the best validation point tested on the 10,000 test images. ablate runs it as
+one command, `python -m ablate.train -m experiment=bn_mlp_quick norm=none,batch seed=0,1,2 <SETUP>` (Hydra's basic
 launcher: the 6 runs one after another in one process, each writing its run folder, checkpoints,
 TensorBoard and summary.json), at steps_per_call=1 and at auto, and with group_seeds=3 (the 3
 seeds of each cell as one stacked model, each seed written as its solo run: src/ablate/group/). The plain script (this file with
@@ -113,6 +114,10 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
+# the plain script's setup: Xavier-normal init, momentum 0.9, standardized grey-level pixels
+SETUP = ["init=xavier_normal", "optim.momentum=0.9", "data.standardize=true", "data.binarize=false"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=2000)
@@ -143,7 +148,7 @@ def main() -> None:
             times["plain"].append(timed(plain_cmd))
             for name, how in versions:
                 t = time.perf_counter()
-                run_cli(["-m", "experiment=bn_mlp_quick", "norm=none,batch", "seed=0,1,2",
+                run_cli(["-m", "experiment=bn_mlp_quick", "norm=none,batch", "seed=0,1,2", *SETUP,
                          *how, f"threads={threads}",
                          f"trainer.max_steps={args.steps}",
                          f"trainer.val_check_interval={args.every}",

@@ -39,7 +39,19 @@ def _child(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str) -
     os.environ.clear()
     os.environ.update(env)
     sys.argv = ["-m", *argv]
-    runpy.run_module("ablate.train", run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module("ablate.train", run_name="__main__", alter_sys=True)
+    finally:
+        _stop_joblib_workers()
+
+
+def _stop_joblib_workers() -> None:
+    """Stop the loky workers a joblib sweep leaves idle: they time out after 300 s, and a
+    multiprocessing child joins its children at exit (a plain `python -m` process does not wait)."""
+    reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(reusable, "_executor", None) if reusable else None
+    if executor is not None:
+        executor.shutdown(wait=True)
 
 
 def run(
