@@ -31,7 +31,7 @@ from ablate.report.judge.spec import cells as claim_cells
 from ablate.report.judge.spec import side_runs
 from ablate.report.judge.verdicts import Verdict
 from ablate.report.load.runs import Run
-from ablate.report.load.setups import Setup, label, open_problems, setups, with_setup, without_setup
+from ablate.report.load.setups import Setup, label, setups, with_setup, without_setup
 from ablate.report.load.sweep import Sweep
 from ablate.run.record import Status
 
@@ -54,8 +54,7 @@ class Panel:
     def scope(self, i: int) -> str:
         """Claim i's line, e.g. "holds in 3 of 4 setups; contradicted in: init=xavier_normal"."""
         row, labels = self.cells[i], self.labels
-        held = sum(v.verdict == "supported" for v in row)
-        text = f"holds in {held} of {len(row)} setups"
+        text = f"holds in {self.count(i)} setups"
         for outcome in ("contradicted", "no effect", "inconclusive", "not tested", NOT_BUILT):
             where = [lb for v, lb in zip(row, labels, strict=True) if v.verdict == outcome]
             if where:
@@ -90,7 +89,7 @@ def judge_panel(
     fractions: tuple[float, ...] | None = None,
 ) -> Panel | None:
     """The panel of a sweep with open choices (None without), on the runs the headline used."""
-    if not sweep.open or open_problems(sweep.open, sweep.panel, sweep.levels):
+    if not sweep.open:  # none declared, or load_sweep found the declaration unjudgeable
         return None
     grid = setups(sweep.open, sweep.levels)
     claims = [without_setup(c) for c in sweep.claims]
