@@ -222,9 +222,8 @@ class ImageDataModule(L.LightningDataModule):
     def _choose_path(self, device: torch.device) -> bool:
         want = self.on_device if self.on_device is not None else device.type == "cuda"
         if want and self._device_aug_problem:  # only reachable with on_device=null (auto)
-            log.warning(
-                "data path: CPU (albumentations), not the device: %s", self._device_aug_problem
-            )
+            log.warning("data path: CPU (albumentations), not the device: %s",
+                        self._device_aug_problem)  # fmt: skip
             return False
         if want:
             log.info("data path: device (%s), augmentation %s", device, self._device_aug)
@@ -239,13 +238,8 @@ class ImageDataModule(L.LightningDataModule):
             x, y = x[keep], y[keep]
         return x, y
 
-    def _loader(
-        self,
-        split: str,
-        shuffle: bool,
-        augment: BatchAugment | None = None,
-        limit: int | None = None,
-    ) -> DataLoader | DeviceBatches:
+    def _loader(self, split: str, shuffle: bool, augment: BatchAugment | None = None,
+                limit: int | None = None) -> DataLoader | DeviceBatches:  # fmt: skip
         rank, world = self._rank_world()
         size = self.batch_size if shuffle else self.eval_batch_size
         if self.data_path == "device":
@@ -291,21 +285,26 @@ class ImageDataModule(L.LightningDataModule):
         if isinstance(batch, Chunk):  # steps_per_call > 1: several training batches at once
             return Chunk(self.on_after_batch_transfer(b, dataloader_idx) for b in batch)
         x, y = batch
+        return self.standardized(self.pixels(x)), y
+
+    def pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """A stored uint8 batch as float pixels in [0, 1] (binary with data.binarize)."""
         # binarize: Ioffe & Szegedy 2015 Sec. 4.1 feed "a 28x28 binary image": pixel > 127 -> 1, else 0
-        x = x.gt(BINARY_THRESHOLD).float() if self.binarize else x.float().div_(255.0)
-        if self.standardize:
-            if x.device not in self._stats_on:  # copied once: a per-batch copy syncs with the host
-                self._stats_on[x.device] = (self.mean.to(x.device).view(1, -1, 1, 1),
-                                            self.std.to(x.device).view(1, -1, 1, 1))  # fmt: skip
-            mean, std = self._stats_on[x.device]
-            x = x.sub_(mean).div_(std)
-        return x, y
+        return x.gt(BINARY_THRESHOLD).float() if self.binarize else x.float().div_(255.0)
+
+    def standardized(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] as the network's input: standardized in place with data.standardize."""
+        if not self.standardize:
+            return x
+        if x.device not in self._stats_on:  # copied once: a per-batch copy syncs with the host
+            self._stats_on[x.device] = (self.mean.to(x.device).view(1, -1, 1, 1),
+                                        self.std.to(x.device).view(1, -1, 1, 1))  # fmt: skip
+        mean, std = self._stats_on[x.device]
+        return x.sub_(mean).div_(std)
 
     def preview(self, n: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
-        """n training images drawn across the classes (seeded), as stored and through the augmentation.
-
-        Image folders store their training split sorted by class: the first n would be one class.
-        """
+        """n training images drawn across the classes (seeded: image folders store theirs sorted by
+        class), as stored and through the augmentation."""
         x, y = self._splits["train"]
         images = x[spread_over_classes(y, n, np.random.default_rng([self.seed, 4]))]
         if self.data_path == "device":  # show what the device ops do, computed on the CPU

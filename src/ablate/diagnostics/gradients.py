@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import lightning as L
 import torch
 
@@ -20,6 +23,23 @@ class GradientHealth(L.Callback):
         self.every_n_steps, self.histogram_every_n_steps = every_n_steps, histogram_every_n_steps
         self._before: dict[str, torch.Tensor] = {}
         self._step: int | None = None
+        self._ratios: list[float] = []  # log10 ||grad first layer|| / ||grad last layer||, per look
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ratios": self._ratios}  # a resumed run keeps the steps it measured
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._ratios = list(state_dict.get("ratios", []))
+
+    def summary(self) -> dict[str, Any]:
+        """The first layer's gradient norm over the last layer's, log10, averaged over the steps it
+        measured: far below 0 when gradients vanish towards the input, far above when they explode."""
+        if not self._ratios:
+            return {}
+        mean = sum(self._ratios) / len(self._ratios)
+        absolute = sum(abs(r) for r in self._ratios) / len(self._ratios)
+        return {"metrics": {"grads/first_over_last_log10": mean,
+                            "grads/first_over_last_log10_abs": absolute}}  # fmt: skip
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         step = trainer.global_step
@@ -34,13 +54,17 @@ class GradientHealth(L.Callback):
         if scalars:
             metrics: dict[str, float] = {}
             total = 0.0
+            norms = []
             for name, w in weights.items():
                 g = w.grad
                 metrics[f"weights/{name}/norm"] = float(w.detach().norm())
                 if g is not None:
                     gn = float(g.detach().norm())
                     metrics[f"grads/{name}/norm"] = gn
+                    norms.append(gn)
                     total += gn**2
+            if len(norms) >= 2 and norms[0] > 0 and norms[-1] > 0:
+                self._ratios.append(math.log10(norms[0] / norms[-1]))
             all_grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
             metrics["grads/total_norm"] = float(
                 torch.linalg.vector_norm(torch.stack([g.detach().norm() for g in all_grads]))

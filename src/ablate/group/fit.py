@@ -21,6 +21,7 @@ import torch.nn.functional as F  # noqa: N812
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from ablate.evaluation import build, state_weights
 from ablate.group.data import GroupData
 from ablate.group.seeds import Member, SeedRecord
 from ablate.group.stack import StackedNet
@@ -48,6 +49,7 @@ class GroupFit:
     def __init__(self, members: list[Member]) -> None:
         cfg = members[0].cfg
         self.k = len(members)
+        self.evaluation = build(cfg.eval)  # eval=standard: grouped runs score no extras
         self.threads = set_threads(cfg.threads)
         nets, generators, self.data = [], [], GroupData()
         for m in members:  # each seed as its solo run sets up: seeded, its data, its init
@@ -82,8 +84,7 @@ class GroupFit:
         self.faults = injected_faults(cfg)  # test-only ($ABLATE_FAULT), as a solo run has them
 
     @property
-    def global_step(self) -> int:
-        """Steps taken (what the fault injection reads)."""
+    def global_step(self) -> int:  # what the fault injection reads
         return self.step
 
     def _zero_sums(self) -> dict[str, torch.Tensor]:
@@ -268,6 +269,7 @@ class GroupFit:
         for i, r in enumerate(self.records):
             if r.alive and r.best_state is not None:
                 self.net.load_seed(i, r.best_state)
+                r.scalars(self.evaluation.weights(state_weights(r.best_state)), self.step)
         for name, loaders in self.data.test_loaders():
             acc, loss = self.evaluate(loaders, self.data.batches)
             for i, r in enumerate(self.records):

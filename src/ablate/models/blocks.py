@@ -69,3 +69,9 @@ def dense_block(
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
     return layers
+
+
+def input_batchnorm(channels: int, on: bool | None) -> list[nn.Module]:
+    """[BatchNorm2d over the raw input's channels] when on, else []: the lecture notes' BatchNorm on
+    the raw input (per channel over the batch and the pixels, learned scale and shift)."""
+    return [nn.BatchNorm2d(channels)] if on else []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ablate.models.blocks import Activation, conv_block, hidden_norm_and_activation
-from ablate.schema.fields import Bool, NonNegativeInt, PositiveInt, PositiveInts
+from ablate.models.blocks import Activation, conv_block, hidden_norm_and_activation, input_batchnorm
+from ablate.schema.fields import Bool, NonNegativeInt, OptionalBool, PositiveInt, PositiveInts
 from ablate.techniques.norm import Norm
 from ablate.techniques.norm import none as no_norm
 
@@ -28,11 +28,14 @@ class CNN(nn.Module):
         input_dropout: float = 0.0,
         head_norm: Bool = False,
         convs: PositiveInt = 1,
+        input_bn: OptionalBool = None,
     ) -> None:
         super().__init__()
         norm = norm or no_norm()
         # Dropout on the pixels (Srivastava et al. 2014); no parameters, so state_dict keys hold.
         self.input_dropout = nn.Dropout(input_dropout) if input_dropout > 0 else nn.Identity()
+        # Empty when off: no state_dict keys, so earlier checkpoints still load.
+        self.input_bn = nn.Sequential(*input_batchnorm(in_channels, input_bn))
         blocks, c_prev, (h, w) = [], in_channels, image_size
         for c in channels:
             blocks.append(conv_block(c_prev, c, norm, activation, pool, dropout2d, convs))
@@ -56,4 +59,4 @@ class CNN(nn.Module):
         self.head = nn.Sequential(*head)
 
     def forward(self, x):
-        return self.head(self.features(self.input_dropout(x)))
+        return self.head(self.features(self.input_dropout(self.input_bn(x))))

@@ -13,8 +13,8 @@ from typing import Annotated
 from pydantic import Field
 from torch import nn
 
-from ablate.models.blocks import Activation, dense_block
-from ablate.schema.fields import OptionalNonNegativeInt, allowed
+from ablate.models.blocks import Activation, dense_block, input_batchnorm
+from ablate.schema.fields import OptionalBool, OptionalNonNegativeInt, allowed
 from ablate.techniques.norm import Norm
 from ablate.techniques.norm import none as no_norm
 
@@ -62,12 +62,13 @@ class MLP(nn.Module):
         dropout: float = 0.0,
         dropout2d: float = 0.0,
         input_dropout: float = 0.0,
+        input_bn: OptionalBool = None,
     ) -> None:
         super().__init__()
         norm = norm or no_norm()
         if dropout2d > 0:  # reg=dropout sets it for conv nets; an MLP has no feature maps
             log.info("model=mlp: reg.dropout2d=%g has no feature maps to act on here", dropout2d)
-        layers: list[nn.Module] = [nn.Flatten()]
+        layers: list[nn.Module] = [*input_batchnorm(in_channels, input_bn), nn.Flatten()]
         if input_dropout > 0:  # Srivastava et al. 2014: p=0.2 on the pixels
             layers.append(nn.Dropout(input_dropout))
         features = in_channels * image_size[0] * image_size[1]

@@ -37,6 +37,9 @@ NOT_IDENTITY = (
     "steps_per_call",  # the same weights bit for bit (tests/test_chunks.py); a resume keeps its own
     "group_seeds",  # a seed trained in a group is its solo run to float tolerance (tests/test_group.py)
 )
+# Groups added later whose default option sets nothing: earlier runs (without the group) keep
+# their identity. eval=standard computes the weights' statistics, which change nothing either.
+ABSENT_WHEN_EMPTY = ("eval",)
 EXIT_IN_USE = 2
 EXIT_SWEEP_FAILED = 1
 
@@ -73,6 +76,9 @@ def config_hash(cfg: DictConfig | dict) -> str:
     ident = identity(copy.deepcopy(resolved))
     for dotted in NOT_IDENTITY:
         _without(ident, dotted)
+    for key in ABSENT_WHEN_EMPTY:
+        if ident.get(key) == {}:
+            ident.pop(key)
     text = json.dumps(ident, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -58,6 +58,7 @@ GROUPS: dict[str, Group] = {
     "optim": Group(passes=("params",), partial=True, types=OPTIM_TYPES),
     "scheduler": Group(passes=("optimizer", "total_steps"), partial=True, optional=True),
     "trainer": Group(types=TRAINER_TYPES),
+    "eval": Group(),
 }
 ENTRIES = ("callbacks", "logger", "diagnostics")  # named entries, each built from its `_target_`
 _ENTRY = Group(optional=True)

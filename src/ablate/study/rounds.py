@@ -7,7 +7,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ablate.report.judge import ALPHA, Verdict, interaction, look_alpha, pairs_for, same_value
+from ablate.report.judge import (
+    ALPHA,
+    METRIC_FACTOR,
+    Verdict,
+    interaction,
+    look_alpha,
+    pairs_for,
+    same_value,
+)
 from ablate.report.load import without_setup
 from ablate.study.design import Cell
 
@@ -52,10 +60,12 @@ def claim_cells(claim: dict[str, Any], factors: dict[str, list[str]]) -> list[Ce
     by = interaction(claim)
     if isinstance(by, str) or not all(k in claim for k in ("factor", "better", "worse")):
         return []  # malformed: more seeds cannot decide it
-    if claim["factor"] not in factors:
+    on_runs = claim["factor"] != METRIC_FACTOR  # else two metrics of the same runs
+    if on_runs and claim["factor"] not in factors:
         return []
     wanted: dict[str, Any] = dict(claim.get("where") or {})
-    wanted[claim["factor"]] = [claim["better"], claim["worse"]]
+    if on_runs:
+        wanted[claim["factor"]] = [claim["better"], claim["worse"]]
     if by is not None:
         wanted[by[0]] = [by[1], by[2]]
     keep = lambda k, v: k not in wanted or same_value(v, wanted[k])  # noqa: E731

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from ablate import evaluation
 from ablate.data.datamodule import ImageDataModule
 from ablate.data.decode import DataSizeError
 from ablate.diagnostics.base import collect as collect_diagnostics
@@ -97,6 +98,7 @@ def fit_and_test(
         if status == Status.COMPLETED:  # a diverged run is not tested: its weights are not a model
             trainer.test(model, datamodule=datamodule, ckpt_path=best_checkpoint(trainer))
             metrics = final_metrics({**metrics, **trainer.callback_metrics})  # keeps diag_metrics
+            metrics |= evaluation.test_time(evaluation.build(cfg.eval), model, datamodule, seed)
             log_hparams(trainer, cfg, metrics, status, curve.history)
         summary.finish(
             status, metrics, history=curve.history, steps=trainer.global_step,

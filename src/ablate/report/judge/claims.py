@@ -4,7 +4,8 @@ A claim is a dict in the config's `report.claims`:
 
     text: GroupNorm beats BatchNorm at 2 images per batch      # what the report prints
     metric: test/acc            # a final metric of summary.json, or steps_to_target
-    factor: norm                # the key the claim is about ...
+    factor: norm                # the key the claim is about (`metric`: better and worse are
+                                # two metrics of the same runs, e.g. test/acc vs test/acc_mc1) ...
     better: group               # ... the value claimed better ...
     worse: batch                # ... and the one claimed worse
     higher_is_better: true      # default: false for steps_to_target and *loss* metrics
@@ -51,6 +52,7 @@ from ablate.report.judge.pairs import Pairs, pair, per_seed
 from ablate.report.judge.sequential import describe
 from ablate.report.judge.spec import (
     acted_text,
+    cell_metrics,
     higher_is_better,
     interaction,
     pick,
@@ -120,7 +122,8 @@ def compare(claim: dict[str, Any], sweep: Sweep) -> Prepared:
             values = {tuple(value_of(r, k) for k in nuisance) for r in chosen}
             runs = [r for r in runs if tuple(value_of(r, k) for k in nuisance) in values]
         arms.append([r for r in runs if value_text(r.seed) not in tuning])
-    pairs = pair(arms, metric, higher, others, coefs)
+    scored = cell_metrics(claim, len(cells))  # per cell: the claim's metric, or its side's
+    pairs = pair(arms, scored, higher, others, coefs)
     reached = _reached(pairs) if metric == STEPS else ()
     tuned = bool(nuisance) and not tuning
     used = acted_text(arms)
@@ -131,7 +134,7 @@ def compare(claim: dict[str, Any], sweep: Sweep) -> Prepared:
         return Prepared(
             None, "an interaction needs at least 2 seeds in all four cells", picks=picks
         )
-    seeds = [per_seed([arm], metric, higher, others) for arm in arms]
+    seeds = [per_seed([arm], m, higher, others) for arm, m in zip(arms, scored, strict=True)]
     groups = [[v[0] for v in s.values()] for s in seeds]
     stats_ = [mean_ci(g) for g in groups]
     if min(len(g) for g in groups) < 2:

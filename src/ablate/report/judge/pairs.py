@@ -81,14 +81,16 @@ class Pairs:
 
 
 def per_seed(
-    arms: Sequence[Sequence[Run]], metric: str, higher: bool, others: Sequence[str]
+    arms: Sequence[Sequence[Run]], metric: str | Sequence[str], higher: bool, others: Sequence[str]
 ) -> dict[str, list[float]]:
-    """{seed: one outcome per arm}, other factors averaged over the levels all arms have there."""
+    """{seed: one outcome per arm}, other factors averaged over the levels all arms have there
+    (`metric`: one for every arm, or one per arm: the sides of a `factor: metric` claim)."""
+    metrics = [metric] * len(arms) if isinstance(metric, str) else list(metric)
     keyed: list[dict[str, dict[tuple, float]]] = []
-    for runs in arms:
+    for runs, name in zip(arms, metrics, strict=True):
         by_seed: dict[str, dict[tuple, list[float]]] = {}
         for run in runs:
-            value = outcome(run, metric, higher)
+            value = outcome(run, name, higher)
             if value is None or run.seed is None:
                 continue
             level = tuple(run.factors.get(f) for f in others)
@@ -105,8 +107,8 @@ def per_seed(
 
 
 def pair(
-    arms: Sequence[Sequence[Run]], metric: str, higher: bool, others: Sequence[str],
-    coefs: Sequence[float],
+    arms: Sequence[Sequence[Run]], metric: str | Sequence[str], higher: bool,
+    others: Sequence[str], coefs: Sequence[float],
 ) -> Pairs:  # fmt: skip
     """The claim's per-seed table and signed differences sign·(table @ coefs)."""
     values = per_seed(arms, metric, higher, others)

@@ -10,6 +10,9 @@ from ablate.report.judge.stats import mean_ci, sample
 from ablate.report.load.runs import STEPS, Run, acted
 
 PICK_METRIC = "val/acc_best"  # nuisance values are chosen on validation, never on test
+# `factor: metric`: the sides are two metrics of the same runs (test/acc against test/acc_mc1),
+# paired within each run's seed; `metric` names the family that sets the margin and direction.
+METRIC_FACTOR = "metric"
 
 
 def higher_is_better(claim: dict[str, Any]) -> bool:
@@ -64,6 +67,11 @@ def interaction(claim: dict[str, Any]) -> tuple[str, Any, Any] | str | None:
     return str(by["key"]), start, end
 
 
+def side(factor: str, value: Any) -> dict[str, Any]:
+    """The run conditions of one side: none when the sides are metrics of the same runs."""
+    return {} if factor == METRIC_FACTOR else {factor: value}
+
+
 def cells(claim: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], list[float]] | str:
     """(label, conditions) per cell, and the contrast coefficients (before the direction sign)."""
     factor, where = claim["factor"], dict(claim.get("where") or {})
@@ -72,14 +80,24 @@ def cells(claim: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], list
         return by
     if by is None:
         sides = (claim["better"], claim["worse"])
-        return [(f"{factor}={value_text(v)}", {**where, factor: v}) for v in sides], [1.0, -1.0]
+        return [(f"{factor}={value_text(v)}", {**where, **side(factor, v)}) for v in sides], [
+            1.0,
+            -1.0,
+        ]
     key, start, end = by
     cells = [
-        (f"{factor}={value_text(v)}, {key}={value_text(lv)}", {**where, factor: v, key: lv})
+        (f"{factor}={value_text(v)}, {key}={value_text(lv)}", {**where, **side(factor, v), key: lv})
         for lv in (start, end)
         for v in (claim["better"], claim["worse"])
     ]
     return cells, [-1.0, 1.0, 1.0, -1.0]  # (better - worse)@to - (better - worse)@from
+
+
+def cell_metrics(claim: dict[str, Any], n: int) -> list[str]:
+    """The metric each of the n cells is scored on: the claim's, or its side's for factor: metric."""
+    if claim["factor"] != METRIC_FACTOR:
+        return [claim["metric"]] * n
+    return [str(claim["better"]), str(claim["worse"])] * (n // 2)
 
 
 def tuning_seeds(claim: dict[str, Any]) -> set[str]:

@@ -39,6 +39,10 @@ LOSS_MARGIN = 0.05
 STEPS_MARGIN = 0.10  # fraction of the step budget, where the validation interval is unknown
 
 
+# Metrics that are fractions of images or weights: their margins read in points (0.005: 0.5 points).
+FRACTIONS = ("acc", "gap/", "drop_", "near_zero")
+
+
 def default_margin(metric: str, budget: float, interval: float = math.nan) -> float:
     """Equivalence margin in the metric's units: one validation interval of steps, 0.05 loss, 0.005 else."""
     if metric == STEPS:  # a difference finer than the validation grid cannot be measured
@@ -52,7 +56,7 @@ def margin_label(metric: str, margin: float) -> str:
     """How the verdict names the margin: "0.5-point", "40-step" or "0.05"."""
     if metric == STEPS:
         return f"{margin:g}-step"
-    if "loss" in metric:
+    if "loss" in metric or not any(h in metric for h in FRACTIONS):
         return f"{margin:g}"
     return f"{100 * margin:g}-point"
 
