@@ -48,6 +48,8 @@ class Classifier(L.LightningModule):
         self.tta_flip = tta_flip
         self.step_values: dict[str, torch.Tensor] = {}  # the last training step's detached values
         self.decay_weights, self.other_params, self.decay_names = split_decay(net)
+        # A net's own per-layer penalties, e.g. Keras' kernel_regularizer (models/layers.py).
+        self.net_penalty = getattr(net, "penalty", None)
         # Val/test report plain cross-entropy, comparable across runs with and without smoothing.
         self.criterion = self.reg.criterion()
         # No argument checks: the inputs are this module's logits and the loader's labels, and
@@ -100,6 +102,8 @@ class Classifier(L.LightningModule):
         logits = self(x)
         data_loss = self.criterion(logits, y)
         reg = self.reg.penalty(self.decay_weights)
+        if self.net_penalty is not None:
+            reg = reg + self.net_penalty()
         return data_loss + reg, data_loss, reg, logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
