@@ -137,7 +137,11 @@ NEW_PRESETS = {  # the redesigned presets, shrunk: 2 seeds, a few steps, their l
     "input_norm_quick": ["model.activation=tanh", "optim.lr=0.05"],
     "bn_init_quick": ["model.activation=relu", "optim.lr=0.05"],
     "bn_regularize_quick": ["optim.lr=0.05"],
-    "bn_gradients_quick": ["init=xavier_normal", "optim.lr=0.1", "diagnostics.gradients.every_n_steps=1"],
+    "bn_gradients_quick": [
+        "init=xavier_normal",
+        "optim.lr=0.1",
+        "diagnostics.gradients.every_n_steps=1",
+    ],
     "dropout_mc_quick": ["optim.lr=0.1", "model.width=512"],
     "dropout_noise_quick": ["optim.lr=0.1", "model.width=512"],
     "l1_l2_weights_quick": ["optim.lr=0.05"],
