@@ -3,6 +3,7 @@ claims whose sides are two metrics of the same runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -134,21 +135,31 @@ def test_state_weights_are_the_penalized_weights(hydra_ctx):
     ]
 
 
-@pytest.mark.parametrize("option", ["mc_dropout", "noisy"])
+@pytest.fixture(scope="module")
+def evaluations(hydra_ctx) -> list[Evaluation]:
+    """eval=mc_dropout and eval=noisy as composed; k cut to [1, 2] (50 CNN passes per test would
+    dominate the suite)."""
+    built = [
+        build(compose(config_name="train", overrides=[f"eval={o}"]).eval)
+        for o in ("mc_dropout", "noisy")
+    ]
+    return [dataclasses.replace(e, mc_samples=[1, 2]) if e.mc_samples else e for e in built]
+
+
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 @pytest.mark.parametrize("technique", TECHNIQUES)
-def test_eval_options_score_every_norm_reg_and_init(option, model, technique, hydra_ctx):
+def test_eval_options_score_every_norm_reg_and_init(model, technique, evaluations):
     if model == "mlp" and technique == "norm=instance":
         pytest.skip("refused for an MLP before anything is built (tests/test_compose.py)")
-    cfg = compose(config_name="train", overrides=[f"eval={option}", f"model={model}", technique])
-    evaluation = build(cfg.eval)
     net = net_of([f"model={model}", technique]).eval()
-    images = torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8)
-    out = score(evaluation, net, images, torch.randint(0, 10, (32,)))
-    wanted = ([f"test/acc_mc{k}" for k in evaluation.mc_samples]
-              + [f"test/acc_noise{s:g}" for s in evaluation.noise_std])  # fmt: skip
-    assert set(wanted) <= set(out) and wanted
-    assert all(0.0 <= out[k] <= 1.0 for k in wanted)
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    for evaluation in evaluations:
+        out = score(evaluation, net, images, torch.randint(0, 10, (4,)))
+        wanted = [f"test/acc_mc{k}" for k in evaluation.mc_samples] + [
+            f"test/acc_noise{s:g}" for s in evaluation.noise_std
+        ]
+        assert wanted and set(wanted) <= set(out)
+        assert all(0.0 <= out[k] <= 1.0 for k in wanted)
 
 
 def eval_node(option: str) -> dict:
