@@ -279,3 +279,9 @@ def test_eval_options_train_from_the_cli_and_never_change_training(option, data_
     }
     assert all(k in other["metrics"] for k in extra[option])
     assert not any(k in standard["metrics"] for k in extra[option])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = (sweep / f"eval={option}").rglob("events.out.tfevents*")
+    board = EventAccumulator(str(events))
+    board.Reload()
+    assert set(extra[option]) <= set(board.Tags()["scalars"])  # beside test/acc in TensorBoard

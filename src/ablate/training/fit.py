@@ -98,7 +98,10 @@ def fit_and_test(
         if status == Status.COMPLETED:  # a diverged run is not tested: its weights are not a model
             trainer.test(model, datamodule=datamodule, ckpt_path=best_checkpoint(trainer))
             metrics = final_metrics({**metrics, **trainer.callback_metrics})  # keeps diag_metrics
-            metrics |= evaluation.test_time(evaluation.build(cfg.eval), model, datamodule, seed)
+            scores = evaluation.test_time(evaluation.build(cfg.eval), model, datamodule, seed)
+            for lg in trainer.loggers:  # beside test/acc in TensorBoard, at the last step
+                lg.log_metrics(scores, step=trainer.global_step)
+            metrics |= scores
             log_hparams(trainer, cfg, metrics, status, curve.history)
         summary.finish(
             status, metrics, history=curve.history, steps=trainer.global_step,
