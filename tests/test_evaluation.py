@@ -285,3 +285,19 @@ def test_eval_options_train_from_the_cli_and_never_change_training(option, data_
     board = EventAccumulator(str(events))
     board.Reload()
     assert set(extra[option]) <= set(board.Tags()["scalars"])  # beside test/acc in TensorBoard
+
+
+def test_the_test_time_plot_draws_only_what_the_runs_scored(tmp_path):
+    from ablate.report.render.test_time import plot_test_time
+
+    runs = metric_runs([0.97, 0.96, 0.965], [0.93, 0.94, 0.935])
+    for r, extra in zip(runs, (0.95, 0.955, 0.96), strict=True):
+        r.metrics |= {"test/acc_mc5": extra, "test/acc_noise0.4": extra - 0.2}
+    levels = {f: order_levels((r.factors[f] for r in runs), []) for f in runs[0].factors}
+    sweep = Sweep(REPO, runs, list(levels), levels, None, None, [], 1000.0)
+    assert plot_test_time(sweep, tmp_path / "both.png")
+    assert (tmp_path / "both.png").stat().st_size > 10_000
+    for r in runs:  # a sweep without test-time scores draws nothing
+        r.metrics = {"test/acc": r.metrics["test/acc"]}
+    assert not plot_test_time(sweep, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()

@@ -15,6 +15,7 @@ from ablate.report.render.cost import COST, plot_cost
 from ablate.report.render.figures import mean_curve, pyplot, save_figure
 from ablate.report.render.forest import FOREST, write_forest
 from ablate.report.render.tables import cell_label
+from ablate.report.render.test_time import TEST_TIME, plot_test_time
 from ablate.run.record import TARGET_METRIC
 
 CURVES = (("val/acc", "curves_val_acc.png"), ("train/loss", "curves_train_loss.png"))
@@ -204,13 +205,16 @@ def _slug(name: str) -> str:
 
 def write_plots(out: Path, sweep: Sweep, verdicts: list[Verdict] | None = None) -> list[str]:
     """Every plot there is data for (the forest plot of `verdicts`); returns the file names written."""
-    old_plots = [*out.glob("curves_*.png"), *out.glob("bar_*.png"), *out.glob("landscape.png")]
+    old_plots = [*out.glob("curves_*.png"), *out.glob("bar_*.png"), *out.glob("landscape.png"),
+                 *out.glob(TEST_TIME)]  # fmt: skip
     for old in [*old_plots, *out.glob(FOREST), *out.glob(COST)]:
         old.unlink()  # a plot that has no data any more must not linger from an earlier report
     written = [FOREST] if write_forest(out, sweep, verdicts) else []
     written += [name for key, name in CURVES if plot_curves(sweep, key, out / name)]
     if plot_landscape(sweep, out / "landscape.png"):
         written.append("landscape.png")
+    if plot_test_time(sweep, out / TEST_TIME):
+        written.append(TEST_TIME)
     if plot_cost(sweep, out / COST):
         written.append(COST)
     for factor in sweep.factors:
