@@ -14,6 +14,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from ablate.config import CONF_DIR
+from ablate.report.judge import METRIC_FACTOR
 from ablate.validate import value_problems
 
 EXPERIMENTS = sorted(  # speedrun_* are timed single runs, not studies: tests/test_speedrun.py
@@ -61,9 +62,12 @@ def test_preset_composes_and_sweeps_claimed_factors_over_seeds(name, scale):
             "margin",
             "nuisance",
         }, claim
-        assert claim.factor in params, claim.text
-        levels = _sweep_values(params[claim.factor])
-        assert str(claim.better) in levels and str(claim.worse) in levels, claim.text
+        if claim.factor == METRIC_FACTOR:  # two metrics of the same runs: named, not swept
+            assert claim.better != claim.worse and claim.metric in (claim.better, claim.worse)
+        else:
+            assert claim.factor in params, claim.text
+            levels = _sweep_values(params[claim.factor])
+            assert str(claim.better) in levels and str(claim.worse) in levels, claim.text
         for key, value in (claim.get("where") or {}).items():
             assert str(value) in _sweep_values(params[key]), claim.text
         if by := claim.get("by"):  # an interaction: both levels of a swept key

@@ -93,7 +93,7 @@ def _refused(overrides: list[str], capsys) -> list[str]:
         (["seed=-1"], "error: seed=-1 is not allowed: null or an integer >= 0"),
         (["model.channels=[32,64,128,256,512,1024]"], "model.channels has 6 pooled blocks"),
         (["optim=adam", "optim.betas=[1.5,0.9]"], "optim.betas=[1.5, 0.9] is not allowed: a pair"),
-        (["norm=btach"], "norm=btach is not allowed: one of ['batch', 'batch_noisy', 'group',"),
+        (["norm=btach"], "norm=btach is not allowed: one of ['batch', 'batch_keras', 'batch_noisy',"),
         (["data.on_device=true", "aug=strong"], "data.on_device=true but aug for digits has no"),
         (["data=cifar10", "data.dataset=mnist"], "data.dataset='mnist', but CIFAR10 reads cifar10: choose the dataset with data=mnist"),
         (["data.dataset=digits"], "but MNIST reads mnist: choose the dataset with data=<option>"),

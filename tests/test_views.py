@@ -145,5 +145,5 @@ def test_help_speaks_for_the_project():
     first = proc.stdout.splitlines()[0]
     assert first.startswith("ablate: ablation studies") and "powered by Hydra" not in proc.stdout
     for text in ("== Examples ==", "python -m ablate.train -m norm=none,batch", "ablate.report",
-                 "logs/experiments/<preset>", "norm: batch", "model: cnn, mlp, plain_deep"):  # fmt: skip
+                 "logs/experiments/<preset>", "norm: batch", "model: cnn, lecture_cnn"):  # fmt: skip
         assert text in proc.stdout, text
