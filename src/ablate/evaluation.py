@@ -84,7 +84,9 @@ class Evaluation:
                 out[f"test/acc_mc{k}"] = accuracy(
                     (mc_probs(net, standardize(prepare(x)), k), y) for x, y in batches()
                 )
-            clean = accuracy((net(standardize(prepare(x))), y) for x, y in batches())
+            # The clean pass only when a drop is asked for; it is test/acc without tta_flip.
+            if self.noise_std:
+                clean = accuracy((net(standardize(prepare(x))), y) for x, y in batches())
             for s in self.noise_std:
                 g = torch.Generator().manual_seed(seed * 1000 + NOISE_STREAM)
                 acc = accuracy((net(standardize(noisy(prepare(x), s, g))), y) for x, y in batches())
