@@ -115,7 +115,7 @@ def test_the_command_line_resolves_the_wall_time_cap(tmp_path, monkeypatch):
             pass
 
     monkeypatch.setattr(study_cli, "Study", Recorder)
-    base = ["experiment=bn_lr_quick", f"log_dir={tmp_path}", "--default-max-hours", "0.2"]
+    base = ["experiment=bn_lr", f"log_dir={tmp_path}", "--default-max-hours", "0.2"]
     assert study_cli.main(base) == 0
     assert study_cli.main([*base, "+study.max_hours=0.7"]) == 0
     assert study_cli.main([*base, "+study.max_hours=0.7", "--max-hours", "0.1"]) == 0
@@ -143,8 +143,8 @@ def _jobs(params: dict[str, str], args: list[str]) -> list[str]:
 
 
 def test_restricted_rounds_replace_the_sweeper_params_and_keep_the_folder_names(tmp_path):
-    design = read_design("experiment=bn_lr_quick", [f"log_dir={tmp_path}", "hydra/launcher=basic"])
-    assert design.sweep_dir == (tmp_path / "experiments" / "bn_lr_quick").resolve()
+    design = read_design("experiment=bn_lr", [f"log_dir={tmp_path}", "hydra/launcher=basic"])
+    assert design.sweep_dir == (tmp_path / "experiments" / "bn_lr").resolve()
     assert design.factors == {"norm": ["none", "batch"], "optim.lr": ["0.01", "0.1", "0.5", "1.0"]}
     assert design.seeds == [0, 1, 2]
     params = {"norm": "none,batch", "optim.lr": "0.01,0.1,0.5,1.0", "seed": "0,1,2"}
@@ -153,7 +153,7 @@ def test_restricted_rounds_replace_the_sweeper_params_and_keep_the_folder_names(
     missing = {("none", "0.1"): [3, 4], ("batch", "0.1"): [3, 4], ("batch", "1.0"): [3]}
     commands = round_commands(design, missing)
     assert commands[0] == [
-        "-m", "experiment=bn_lr_quick", f"log_dir={tmp_path}", "hydra/launcher=basic",
+        "-m", "experiment=bn_lr", f"log_dir={tmp_path}", "hydra/launcher=basic",
         "norm=none,batch", "optim.lr=0.1", "seed=3,4",
     ]  # fmt: skip
     names = sorted(n for c in commands for n in _jobs(params, c[2:]))
