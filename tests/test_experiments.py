@@ -134,7 +134,11 @@ NEW_PRESETS = {  # the redesigned presets, shrunk: 2 seeds, a few steps, their l
     "init_mlp_quick": ['hydra.sweeper.params.init="he_normal,lecun_normal"', "optim.lr=0.01"],
     "reg_overfit_quick": ["optim.lr=0.05", "optim.momentum=0.9"],  # its primary setup
     "gn_batch_quick": [],
-    "norm_compare_quick": ['hydra.sweeper.params.norm="batch,group"', "optim.lr=0.025", "init=he_normal"],
+    "norm_compare_quick": [
+        'hydra.sweeper.params.norm="batch,group"',
+        "optim.lr=0.025",
+        "init=he_normal",
+    ],
     "bn_noisy_quick": ["optim.lr=0.1", "init=he_normal"],  # its primary setup
     "landscape_quick": ["diagnostics.landscape.every_n_steps=1", "optim.lr=0.1"],
     # the lecture notes' claims (issue 27), at their primary setups

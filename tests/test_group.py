@@ -228,9 +228,10 @@ def _same_run(solo_run: dict, group_run: dict, where: str, exact: bool = False) 
 
 
 def test_a_grouped_sweep_writes_each_seed_as_its_solo_run(tmp_path: Path) -> None:
-    """Real MNIST through the CLI: dropout and BatchNorm, 3 seeds solo and as a group of 3; then
-    seeds that diverge in a group (max_loss near the initial loss) stop alone, the others finish."""
-    common = ["norm=batch", "reg=dropout", "seed=0,1,2"]
+    """Real MNIST through the CLI: dropout and BatchNorm, 3 seeds solo and as a group of 3, with the
+    test-time MC-dropout and noise scores; then seeds that diverge in a group (max_loss near the
+    initial loss) stop alone, the others finish."""
+    common = ["norm=batch", "reg=dropout", "seed=0,1,2", "eval=noisy", "+eval.mc_samples=[1,3]"]
     assert_ok(_sweep(tmp_path, "solo", *common))
     assert_ok(grouped_run := _sweep(tmp_path, "group", *common, "group_seeds=3"))
     assert (
@@ -240,6 +241,7 @@ def test_a_grouped_sweep_writes_each_seed_as_its_solo_run(tmp_path: Path) -> Non
     assert solo_runs.keys() == group_runs.keys() == {"seed=0", "seed=1", "seed=2"}
     for name, run in group_runs.items():
         _same_run(solo_runs[name], run, name)
+        assert {"test/acc_mc3", "test/acc_noise0.2", "test/drop_noise0.2"} <= run["metrics"].keys()
         assert run["group"]["size"] == 3 and "group" not in solo_runs[name]
         assert Path(run["best_checkpoint"]).name == Path(solo_runs[name]["best_checkpoint"]).name
         assert list((tmp_path / "group" / name).glob("events.out.tfevents.*")), name

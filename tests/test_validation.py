@@ -100,6 +100,8 @@ def _refused(overrides: list[str], capsys) -> list[str]:
         (["model=plain_deep", "model.pool_stages=6"], "model=plain_deep cannot be built for 1x28x28"),
         (["norm=instance", "model.head_norm=true"], "model.head_norm=true with norm=instance"),
         (["scheduler=none", "+scheduler.gamma=0.5"], "unknown key scheduler.gamma for scheduler=none"),
+        # a key the option's record takes but its yaml does not set: Hydra wants the +
+        (["eval=noisy", "eval.mc_samples=[2]"], "eval.mc_samples is not set by eval=noisy yet: add it with +eval.mc_samples=[2]"),
         (["+trainer.deterministic=true"], "trainer.deterministic=true is not allowed: not set here"),
         (["data.eval_batch_size=${oops}"], "data.eval_batch_size cannot be resolved"),
         (["reg.dropout=["], "reg.dropout=[ cannot be parsed"),

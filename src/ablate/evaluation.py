@@ -138,9 +138,23 @@ def build(node: Any) -> Evaluation:
 
 def test_time(evaluation: Evaluation, model: nn.Module, datamodule, seed: int) -> dict[str, float]:
     """The evaluation's metrics for a fitted Classifier (at its tested checkpoint) and its data."""
-    out = evaluation.weights(model.decay_weights)
+    return evaluation.weights(model.decay_weights) | extras(
+        evaluation, model, datamodule, seed, model.device
+    )
+
+
+def of_state(evaluation: Evaluation, net: nn.Module, state: dict[str, torch.Tensor], datamodule,
+             seed: int) -> dict[str, float]:  # fmt: skip
+    """The metrics of a solo net at `state` (a seed of a group at its tested checkpoint)."""
+    net.load_state_dict(state)
+    return evaluation.weights(state_weights(state)) | extras(evaluation, net, datamodule, seed)
+
+
+def extras(evaluation: Evaluation, net: nn.Module, datamodule, seed: int,
+           device: torch.device | str = "cpu") -> dict[str, float]:  # fmt: skip
+    """The MC-dropout and noise scores of one net on its datamodule's test split ({} if none)."""
     if not evaluation.extra:
-        return out
-    device, loader = model.device, datamodule.test_dataloader()[0]  # loader 0: the test split
+        return {}
+    loader = datamodule.test_dataloader()[0]  # loader 0: the test split
     batches = lambda: ((x.to(device), y.to(device)) for x, y in loader)  # noqa: E731
-    return out | evaluation.score(model, batches, datamodule.pixels, datamodule.standardized, seed)
+    return evaluation.score(net, batches, datamodule.pixels, datamodule.standardized, seed)

@@ -180,6 +180,9 @@ def _unknown_key(key: str, overrides: list[str]) -> str:
             keys = allowed_keys(model)
         choice = OmegaConf.select(base, f"hydra.runtime.choices.{group}") if base else None
         option = f" for {group}={choice}" if choice else ""
+        if leaf in keys:  # the option's record takes it; its yaml does not set it
+            given = next((o for o in overrides if override_key(o) == key), f"{key}=...")
+            return f"{key} is not set by {group}={choice} yet: add it with +{given.lstrip('+~')}"
         return f"unknown key {key}{option}: allowed keys are {keys}"
     where = f"under {parent}" if parent else "at the top level"
     return (

@@ -21,7 +21,7 @@ import torch.nn.functional as F  # noqa: N812
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ablate.evaluation import build, state_weights
+from ablate.evaluation import build, of_state
 from ablate.group.data import GroupData
 from ablate.group.seeds import Member, SeedRecord
 from ablate.group.stack import StackedNet
@@ -49,19 +49,18 @@ class GroupFit:
     def __init__(self, members: list[Member]) -> None:
         cfg = members[0].cfg
         self.k = len(members)
-        self.evaluation = build(cfg.eval)  # eval=standard: grouped runs score no extras
+        self.evaluation = build(cfg.eval)  # its extras score each seed's solo net, after training
         self.threads = set_threads(cfg.threads)
-        nets, generators, self.data = [], [], GroupData()
+        self.solo, self.generators, self.data = [], [], GroupData()  # solo nets, as built solo
         for m in members:  # each seed as its solo run sets up: seeded, its data, its init
             L.seed_everything(m.seed, workers=True)
             dm = self.data.add(m.cfg, m.seed)
-            nets.append(build_model(m.cfg.model, m.cfg.norm, m.cfg.reg, m.cfg.init,
-                                    in_channels=dm.channels, num_classes=dm.num_classes,
-                                    image_size=dm.image_size))  # fmt: skip
-            generators.append(torch.Generator().set_state(torch.get_rng_state()))
-        self.generators = generators
-        self.net = StackedNet(nets)
-        self.net.set_generators(generators)
+            self.solo.append(build_model(m.cfg.model, m.cfg.norm, m.cfg.reg, m.cfg.init,
+                                         in_channels=dm.channels, num_classes=dm.num_classes,
+                                         image_size=dm.image_size))  # fmt: skip
+            self.generators.append(torch.Generator().set_state(torch.get_rng_state()))
+        self.net = StackedNet(self.solo)
+        self.net.set_generators(self.generators)
         self.reg = instantiate(cfg.reg)
         self.schedule = Schedule(OmegaConf.to_container(cfg.trainer, resolve=True),
                                  OmegaConf.to_container(cfg.callbacks, resolve=True),
@@ -72,7 +71,7 @@ class GroupFit:
         tensorboard = any("TensorBoard" in str(v.get("_target_", ""))
                           for v in (OmegaConf.to_container(cfg.logger, resolve=True) or {}).values()
                           if isinstance(v, dict))  # fmt: skip
-        self.records = [SeedRecord(m, i, self.reg, nets[i], tensorboard)
+        self.records = [SeedRecord(m, i, self.reg, self.solo[i], tensorboard)
                         for i, m in enumerate(members)]  # fmt: skip
         self.max_loss = float(cfg.max_loss)
         self.step, self.epoch, self.batch = 0, 0, 0
@@ -269,7 +268,8 @@ class GroupFit:
         for i, r in enumerate(self.records):
             if r.alive and r.best_state is not None:
                 self.net.load_seed(i, r.best_state)
-                r.scalars(self.evaluation.weights(state_weights(r.best_state)), self.step)
+                r.scalars(of_state(self.evaluation, self.solo[i], r.best_state,
+                                   self.data.modules[i], r.member.seed), self.step)  # fmt: skip
         for name, loaders in self.data.test_loaders():
             acc, loss = self.evaluate(loaders, self.data.batches)
             for i, r in enumerate(self.records):

@@ -15,7 +15,6 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ablate import evaluation
 from ablate.config import swept_keys
 from ablate.group.seeds import Member
 from ablate.group.steps import blockers
@@ -68,8 +67,6 @@ def member(sweep_config: DictConfig) -> tuple[Member | None, str]:
         return None, "model.input_bn=true (a BatchNorm over the pixels has no stacked version)"
     if cfg.model.get("compile"):
         return None, "model.compile=true (a compiled net is not stacked)"
-    if cfg.get("eval") and evaluation.build(cfg.eval).extra:
-        return None, "eval.mc_samples/noise_std (test-time scores of one net at a time)"
     plain = lambda key: OmegaConf.to_container(cfg[key], resolve=True) if cfg.get(key) else {}  # noqa: E731
     if found := blockers(
         plain("trainer"), plain("callbacks"), plain("diagnostics"), plain("logger")
