@@ -15,6 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import fast_overrides, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -220,6 +222,42 @@ def test_noisy_shift_draws_scale_and_shift_in_range_per_step_and_is_identity_at_
 def test_noisy_shift_shared_over_the_batch_when_not_per_sample():
     out = NoisyShift(per_sample=False)(torch.zeros(8, 2, 3, 3))
     assert torch.equal(out[0], out[7])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    mu_range=st.floats(0.0, 1.0),
+    low=st.floats(0.5, 1.5),
+    width=st.floats(0.0, 0.5),
+    r_m=st.floats(0.01, 0.3),
+    r_s=st.floats(0.01, 0.3),
+    seed=st.integers(0, 2**16),
+)
+def test_algorithm_1_jitters_each_element_around_its_channels_step_draw(
+    mu_range, low, width, r_m, r_s, seed
+):
+    """Santurkar et al.'s Algorithm 1: per channel and step (mu, sigma); per element (sample and
+    position) m ~ U(mu +- r_m) and s ~ N(sigma, r_s)."""
+    layer = NoisyShift(
+        shift=mu_range, scale=(low, low + width), per_sample=False, jitter=(r_m, r_s)
+    )
+    zeros, ones = torch.zeros(64, 3, 8, 8), torch.ones(64, 3, 8, 8)
+    torch.manual_seed(seed)
+    m = layer(zeros)
+    torch.manual_seed(seed)
+    s = layer(ones) - m  # the same draws
+    per_channel_m = m.transpose(0, 1).reshape(3, -1)
+    per_channel_s = s.transpose(0, 1).reshape(3, -1)
+    spread = per_channel_m.max(1).values - per_channel_m.min(1).values
+    assert (spread <= 2 * r_m + 1e-5).all() and (spread > r_m).all()  # 4,096 draws fill the range
+    centre = (per_channel_m.max(1).values + per_channel_m.min(1).values) / 2
+    assert (centre.abs() <= mu_range + 1e-2 * r_m + 1e-5).all()  # mu in [-n_mu, n_mu]
+    sigma = per_channel_s.mean(1)
+    assert ((sigma >= low - 0.02) & (sigma <= low + width + 0.02)).all()
+    assert torch.allclose(per_channel_s.std(1), torch.full((3,), r_s), rtol=0.1)
+    assert not torch.equal(m[0, :, 0, 0], m[0, :, 1, 1])  # per position, not per channel only
+    layer.eval()
+    assert torch.equal(layer(ones), ones)
 
 
 def test_batch_noisy_checks_its_ranges():

@@ -136,10 +136,10 @@ NEW_PRESETS = {  # the redesigned presets, shrunk: 2 seeds, a few steps, their l
     "gn_batch_quick": [],
     "norm_compare_quick": [
         'hydra.sweeper.params.norm="batch,group"',
-        "optim.lr=0.025",
-        "init=he_normal",
+        "optim.momentum=0.9",
+        "data.standardize=true",
     ],
-    "bn_noisy_quick": ["optim.lr=0.1", "init=he_normal"],  # its primary setup
+    "bn_noisy_quick": ["optim.momentum=0.0", "data.standardize=true"],  # its primary setup
     "landscape_quick": ["diagnostics.landscape.every_n_steps=1", "optim.lr=0.1"],
     # the lecture notes' claims (issue 27), at their primary setups
     "input_norm_quick": ["model.activation=tanh", "optim.lr=0.05"],

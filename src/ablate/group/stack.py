@@ -151,6 +151,7 @@ class StackedNoisyShift(SeedRandom):
     def __init__(self, layer: NoisyShift) -> None:
         super().__init__()
         self.shift, self.scale, self.per_sample = layer.shift, layer.scale, layer.per_sample
+        self.jitter = layer.jitter
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -163,7 +164,17 @@ class StackedNoisyShift(SeedRandom):
             slot[1].uniform_(-self.shift, self.shift, generator=g)
 
         drawn = self.draw(fill, x, (2, *shape))
-        return x * drawn[:, 0] + drawn[:, 1]
+        s, m = drawn[:, 0], drawn[:, 1]
+        if self.jitter is not None:  # each seed's generator: its step draw, then its elements'
+            r_m, r_s = self.jitter
+
+            def spread(slot: torch.Tensor, g: torch.Generator) -> None:  # solo order: m, then s
+                slot[0].uniform_(-r_m, r_m, generator=g)
+                slot[1].normal_(generator=g)
+
+            jit = self.draw(spread, x, (2, *x.shape[1:]))
+            s, m = s + jit[:, 1] * r_s, m + jit[:, 0]
+        return x * s + m
 
 
 class Elementwise(nn.Module):

@@ -91,6 +91,10 @@ PositiveRange = Annotated[
     AfterValidator(_ordered),
     allowed("a pair [low, high] with 0 < low <= high"),
 ]
+OptionalNonNegativePair = Annotated[
+    None | Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=2, max_length=2)],
+    allowed("null or a pair [a, b] of numbers >= 0"),
+]
 ImageSize = pair(Annotated[int, Field(gt=0)], "[height, width], positive integers")
 Bool = Annotated[bool, allowed("true or false")]
 OptionalBool = Annotated[bool | None, allowed("null, true or false")]

@@ -12,6 +12,7 @@ from ablate.schema.fields import (
     Bool,
     NonNegative,
     OptionalFraction,
+    OptionalNonNegativePair,
     Positive,
     PositiveInt,
     PositiveRange,
@@ -87,12 +88,13 @@ class NoisyShift(nn.Module):
     Santurkar et al. 2018, "How Does Batch Normalization Help Optimization?", Sec. 2.1: noise with
     non-zero mean and non-unit variance, redrawn at every step, injected after BatchNorm so the next
     layer's input distribution keeps moving. y = s * x + m with s ~ U(scale) and m ~ U(-shift, shift),
-    drawn per sample and channel (per_sample=true) or per channel only.
+    drawn per sample and channel (per_sample=true) or per channel only. With `jitter` = (r_m, r_s),
+    their Algorithm 1 (App. A.2.1): each element (sample, channel, position) then draws
+    m ~ U(mu - r_m, mu + r_m) and s ~ N(sigma, r_s) around its channel's step draw (mu, sigma).
     """
 
-    def __init__(
-        self, shift: float = 1.0, scale: tuple[float, float] = (0.5, 2.0), per_sample: bool = True
-    ) -> None:
+    def __init__(self, shift: float = 1.0, scale: tuple[float, float] = (0.5, 2.0),
+                 per_sample: bool = True, jitter: tuple[float, float] | None = None) -> None:  # fmt: skip
         super().__init__()
         low, high = scale
         self.shift, self.scale, self.per_sample = (
@@ -100,6 +102,7 @@ class NoisyShift(nn.Module):
             (float(low), float(high)),
             per_sample,
         )
+        self.jitter = None if jitter is None else (float(jitter[0]), float(jitter[1]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -108,10 +111,14 @@ class NoisyShift(nn.Module):
         low, high = self.scale
         s = torch.empty(shape, device=x.device, dtype=x.dtype).uniform_(low, high)
         m = torch.empty(shape, device=x.device, dtype=x.dtype).uniform_(-self.shift, self.shift)
+        if self.jitter is not None:
+            r_m, r_s = self.jitter
+            m = m + torch.empty_like(x).uniform_(-r_m, r_m)
+            s = s + torch.empty_like(x).normal_() * r_s
         return x * s + m
 
     def extra_repr(self) -> str:
-        return f"shift={self.shift}, scale={self.scale}, per_sample={self.per_sample}"
+        return f"shift={self.shift}, scale={self.scale}, per_sample={self.per_sample}, jitter={self.jitter}"
 
 
 @checked
@@ -122,12 +129,14 @@ def batch_noisy(
     shift: NonNegative = 1.0,
     scale: PositiveRange = (0.5, 2.0),
     per_sample: Bool = True,
+    jitter: OptionalNonNegativePair = None,
 ) -> Norm:
     """BatchNorm followed by NoisyShift: BN's output distribution made unstable on purpose."""
+    spread = None if jitter is None else tuple(jitter)
 
     def make(c: int) -> nn.Module:
         bn = nn.BatchNorm2d(c, eps=eps, momentum=momentum)
-        return nn.Sequential(bn, NoisyShift(shift, tuple(scale), per_sample))
+        return nn.Sequential(bn, NoisyShift(shift, tuple(scale), per_sample, spread))
 
     return Norm("batch_noisy", make, placement)
 
