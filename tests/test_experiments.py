@@ -133,7 +133,7 @@ NEW_PRESETS = {  # the redesigned presets, shrunk: 2 seeds, a few steps, their l
     "bn_mlp_quick": ["init=gaussian", "optim.momentum=0.0"],  # 2 of its 8 open setups
     "init_mlp_quick": ['hydra.sweeper.params.init="he_normal,lecun_normal"', "optim.lr=0.01"],
     "reg_overfit_quick": ["optim.lr=0.05", "optim.momentum=0.9"],  # its primary setup
-    "gn_batch_quick": [],
+    "gn_batch_quick": ["optim.momentum=0.9", "data.standardize=true"],  # its primary setup
     "norm_compare_quick": [
         'hydra.sweeper.params.norm="batch,group"',
         "optim.momentum=0.9",
