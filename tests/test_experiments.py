@@ -155,8 +155,6 @@ NEW_PRESETS = {  # the redesigned presets, shrunk: 2 seeds, a few steps, their l
     "l1_l2_weights_quick": ["optim.lr=0.05"],
     # open-choice grids (issue 28), at their primary setups
     "aug_data_size_quick": ["reg=none", "optim.lr=0.05"],
-    "init_depth_quick": ["optim.lr=0.02", "optim.momentum=0.9"],
-    "reg_gap_quick": ["norm=batch", "optim.lr=0.05"],
 }
 
 
