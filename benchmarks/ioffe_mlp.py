@@ -7,7 +7,9 @@ pixels: what the plain script implements, SETUP below): 2 cells (norm none, batc
 one command, `python -m ablate.train -m experiment=bn_mlp_quick norm=none,batch seed=0,1,2 <SETUP>` (Hydra's basic
 launcher: the 6 runs one after another in one process, each writing its run folder, checkpoints,
 TensorBoard and summary.json), at steps_per_call=1 and at auto, and with group_seeds=3 (the 3
-seeds of each cell as one stacked model, each seed written as its solo run: src/ablate/group/). The plain script (this file with
+seeds of each cell as one stacked model, each seed written as its solo run: src/ablate/group/), the
+two cells' groups one after another and in parallel (hydra.launcher.n_jobs=2, one per core, one
+thread each). The plain script (this file with
 --plain) trains the same 6 runs one after another in one process: numpy reads the IDX files, a
 shuffled index per epoch, nn.Sequential, the best weights kept in memory, nothing written. Every
 command is a fresh process timed from launch to exit (start-up included), interleaved over
@@ -139,17 +141,20 @@ def main() -> None:
         "ablate": [],
         "ablate_auto": [],
         "ablate_group": [],
+        "ablate_group_parallel": [],
     }
-    versions = (("ablate", ["steps_per_call=1", "group_seeds=1"]),
-                ("ablate_auto", ["steps_per_call=auto", "group_seeds=1"]),
-                ("ablate_group", ["group_seeds=3"]))  # fmt: skip
+    versions = (("ablate", ["steps_per_call=1", "group_seeds=1", f"threads={threads}"]),
+                ("ablate_auto", ["steps_per_call=auto", "group_seeds=1", f"threads={threads}"]),
+                ("ablate_group", ["group_seeds=3", f"threads={threads}"]),
+                ("ablate_group_parallel", ["group_seeds=3", "threads=auto",  # a cell per core
+                                           f"hydra.launcher.n_jobs={min(threads, len(NORMS))}"]))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
             times["plain"].append(timed(plain_cmd))
             for name, how in versions:
                 t = time.perf_counter()
                 run_cli(["-m", "experiment=bn_mlp_quick", "norm=none,batch", "seed=0,1,2", *SETUP,
-                         *how, f"threads={threads}",
+                         *how,
                          f"trainer.max_steps={args.steps}",
                          f"trainer.val_check_interval={args.every}",
                          f"log_dir={tmp}/{name}-{r}", "callbacks.progress_bar=null",
@@ -162,6 +167,8 @@ def main() -> None:
     figure("ioffe_mlp/ratio_vs_plain", mean["plain"] / mean["ablate"], "x")
     figure("ioffe_mlp/ratio_auto_vs_plain", mean["plain"] / mean["ablate_auto"], "x")
     figure("ioffe_mlp/ratio_group_vs_plain", mean["plain"] / mean["ablate_group"], "x")
+    figure("ioffe_mlp/ratio_group_parallel_vs_plain", mean["plain"] / mean["ablate_group_parallel"],
+           "x")  # fmt: skip
 
 
 if __name__ == "__main__":

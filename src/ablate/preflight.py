@@ -92,6 +92,8 @@ def _sweep_problems(parsed: list) -> list[str]:
         base = compose(config_name="train", overrides=fixed, return_hydra_config=True)
     except Exception as e:  # noqa: BLE001 - Hydra's own message, made one line
         return [compose_problem(e, fixed)]
+    if problem := _launcher_problem(base):
+        return [problem]
     sweeper = OmegaConf.select(base, "hydra.sweeper", default=None) or {}
     swept = [o for o in parsed if o.is_sweep_override()]
     if str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
@@ -113,6 +115,18 @@ def _sweep_problems(parsed: list) -> list[str]:
     for cell in cells:
         problems += [p for p in _cell_problems(cell, multirun=True) if p not in problems]
     return problems
+
+
+def _launcher_problem(base: DictConfig) -> str | None:
+    """hydra.launcher.n_jobs of the grouped launcher: units at once, 1 or more, or -1 (one per core)."""
+    launcher = OmegaConf.select(base, "hydra.launcher", default=None) or {}
+    if not str(launcher.get("_target_", "")).endswith("GroupedLauncher"):
+        return None
+    n = launcher.get("n_jobs", 1)
+    if isinstance(n, int) and not isinstance(n, bool) and (n >= 1 or n == -1):
+        return None
+    return (f"hydra.launcher.n_jobs={n} is not allowed: the groups and solo runs to train at once, "
+            "an integer of 1 or more (-1: one per core), e.g. hydra.launcher.n_jobs=2")  # fmt: skip
 
 
 def _cell_problems(overrides: list[str], *, multirun: bool) -> list[str]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -132,33 +134,70 @@ def _plan(
 
 
 def launch_grouped(
-    launcher: Any, job_overrides: Sequence[Sequence[str]], first: int
+    launcher: Any, job_overrides: Sequence[Sequence[str]], first: int, n_jobs: int = 1
 ) -> list[JobReturn]:
-    """Run the jobs; the seeds of a cell train as one group, then each job reports its own run."""
+    """Run the jobs; the seeds of a cell train as one group, then each job reports its own run.
+
+    With n_jobs > 1 the units (groups and solo jobs) run n_jobs at a time, each in a worker process
+    (joblib's loky, as hydra/launcher=joblib runs jobs), threads split between them (ablate.run.threads).
+    """
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     os.makedirs(str(launcher.config.hydra.sweep.dir), exist_ok=True)
     log.info(f"Launching {len(job_overrides)} jobs locally")
+    units = _plan(launcher, job_overrides, first)
+    where = _Where(launcher.hydra_context, launcher.config, launcher.task_function)
+    if n_jobs == 1 or len(units) < 2:
+        runs = [_run_unit(where, unit) for unit in units]
+    else:
+        from joblib import Parallel, delayed
+
+        log.info("%d units (groups and solo jobs), %d at a time", len(units), n_jobs)
+        state = Singleton.get_state()
+        runs = Parallel(n_jobs=n_jobs, backend="loky")(
+            delayed(_unit_in_worker)(state, where, unit) for unit in units
+        )
+    done = {idx: ret for found in runs for idx, ret in found.items()}
+    return [done[i] for i in sorted(done)]  # in the sweep's order
+
+
+@dataclasses.dataclass(frozen=True)
+class _Where:
+    """What running a job needs from the launcher (picklable, for the worker processes)."""
+
+    hydra_context: Any
+    config: DictConfig
+    task_function: Any
+
+
+def _unit_in_worker(state: dict, where: _Where, unit: list[tuple[Job, Member | None]]) -> dict:
+    """_run_unit in a worker process, with Hydra's global state as the launcher's process had it."""
+    setup_globals()
+    Singleton.set_state(state)
+    return _run_unit(where, unit)
+
+
+def _run_unit(where: _Where, unit: list[tuple[Job, Member | None]]) -> dict[int, JobReturn]:
+    """One unit: a group trains its members together, then every job runs (a member only reports)."""
+    members = [m for _, m in unit if m is not None]
+    if len(members) > 1:
+        lead = as_job(next(job[2] for job, m in unit if m is not None))
+        os.makedirs(lead.hydra.runtime.output_dir, exist_ok=True)
+        configure_log(lead.hydra.job_logging, lead.hydra.verbose)  # into its train.log
+        try:
+            _train_group(members)
+        except Exception:  # each run then trains on its own, as without group_seeds
+            log.exception("this group failed; its runs train one by one instead")
+            unit = [(job, None) for job, _ in unit]
+            members = []
     runs: dict[int, JobReturn] = {}
-    for unit in _plan(launcher, job_overrides, first):
-        members = [m for _, m in unit if m is not None]
-        if len(members) > 1:
-            lead = as_job(next(job[2] for job, m in unit if m is not None))
-            os.makedirs(lead.hydra.runtime.output_dir, exist_ok=True)
-            configure_log(lead.hydra.job_logging, lead.hydra.verbose)  # into its train.log
-            try:
-                _train_group(members)
-            except Exception:  # each run then trains on its own, as without group_seeds
-                log.exception("this group failed; its runs train one by one instead")
-                unit = [(job, None) for job, _ in unit]
-                members = []
-        for (idx, overrides, cfg), m in unit:
-            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            task = _recorded if m is not None and len(members) > 1 else launcher.task_function
-            runs[idx] = run_job(hydra_context=launcher.hydra_context, task_function=task, config=cfg,
-                                job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
-            configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
-    return [runs[i] for i in sorted(runs)]  # in the sweep's order
+    for (idx, overrides, cfg), m in unit:
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        task = _recorded if m is not None and len(members) > 1 else where.task_function
+        runs[idx] = run_job(hydra_context=where.hydra_context, task_function=task, config=cfg,
+                            job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+        configure_log(where.config.hydra.hydra_logging, where.config.hydra.verbose)
+    return runs
 
 
 def _train_group(members: list[Member]) -> None:

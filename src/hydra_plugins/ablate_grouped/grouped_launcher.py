@@ -13,11 +13,15 @@ from hydra.core.utils import JobReturn
 
 
 class GroupedLauncher(BasicLauncher):
-    """Runs a sweep's jobs one after another; jobs that differ only in `seed` train together."""
+    """Runs a sweep's jobs, n_jobs units at a time; jobs that differ only in `seed` train together."""
+
+    def __init__(self, n_jobs: int = 1) -> None:
+        super().__init__()
+        self.n_jobs = n_jobs
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         from ablate.group.launch import launch_grouped
 
-        return launch_grouped(self, job_overrides, initial_job_idx)
+        return launch_grouped(self, job_overrides, initial_job_idx, self.n_jobs)
