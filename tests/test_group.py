@@ -308,5 +308,7 @@ def test_a_bad_n_jobs_is_one_line_naming_it(n_jobs: str) -> None:
     from ablate.preflight import command_line_problems
 
     problems = command_line_problems(["-m", "seed=0,1", f"hydra.launcher.n_jobs={n_jobs}"])
-    assert len(problems) == 1 and problems[0].startswith(f"hydra.launcher.n_jobs={n_jobs} "), problems
+    assert len(problems) == 1 and problems[0].startswith(f"hydra.launcher.n_jobs={n_jobs} "), (
+        problems
+    )
     assert "e.g. hydra.launcher.n_jobs=2" in problems[0]
