@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +191,8 @@ def plot_landscape(sweep: Sweep, path: Path) -> bool:
             ax.grid(alpha=0.3)
             if col == 0:
                 ax.set_ylabel(ylabel)
-            if row == 0:
-                ax.set_title(label)
+            if row == 0:  # a grid's cell labels are long: wrapped, or they run into each other
+                ax.set_title("\n".join(textwrap.wrap(label, 40)), fontsize=9)
             if row == len(LANDSCAPE_ROWS) - 1:
                 ax.set_xlabel("training step")
     fig.suptitle("Loss landscape probes (Santurkar et al. 2018, Fig. 4): means over seeds")
