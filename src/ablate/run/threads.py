@@ -12,11 +12,8 @@ log = logging.getLogger(__name__)
 
 
 def parallel_jobs() -> int:
-    """How many runs this launcher runs at once on this machine (its n_jobs: joblib's, grouped's)."""
-    hc = HydraConfig.get()
-    if hc.runtime.choices.get("hydra/launcher") not in ("joblib", "grouped"):
-        return 1
-    n_jobs = int(hc.launcher.get("n_jobs") or 1)
+    """How many runs this launcher runs at once on this machine: its n_jobs (joblib, grouped), else 1."""
+    n_jobs = int(HydraConfig.get().launcher.get("n_jobs") or 1)
     return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
 
 
