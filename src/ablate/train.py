@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from ablate.config import COMMAND_ENV, CONF_DIR, SWEPT_ENV, cli_swept_keys
 from ablate.run.clock import mark_run_start
+from ablate.run.fast_exit import run_as_program
 from ablate.run.identity import config_hash, previous_run, read_summary
 from ablate.run.lock import run_lock
 from ablate.run.record import Status
@@ -82,7 +83,7 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    """Console script `ablate-train`."""
+    """Preflight, then the Hydra app (the console script `ablate-train` runs it through cli())."""
     # `experiment` defaults to null in conf/train.yaml, so Hydra wants `experiment=x`; accept `+experiment=x` too.
     sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
     os.environ[SWEPT_ENV] = ",".join(sorted(cli_swept_keys(sys.argv[1:])))
@@ -93,5 +94,10 @@ def main() -> None:
     _hydra_main()
 
 
+def cli() -> NoReturn:
+    """Console script `ablate-train`: main(), then the process ends without Python's teardown."""
+    run_as_program(main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -51,7 +51,10 @@ def channel_stats(
     values = np.arange(256, dtype=np.float64) / 255.0
     if binarize:
         values = (np.arange(256) > BINARY_THRESHOLD).astype(np.float64)
-    counts = np.stack([np.bincount(pixels[:, c], minlength=256) for c in range(channels)])
+    # torch.bincount counts uint8 directly; np.bincount casts every pixel to int64 first (MNIST's
+    # 42M training pixels: ~0.03 s against ~0.5-1 s, once per run). The counts are the same integers.
+    columns = [torch.from_numpy(np.ascontiguousarray(pixels[:, c])) for c in range(channels)]
+    counts = np.stack([torch.bincount(col, minlength=256).numpy() for col in columns])
     n = counts.sum(1)
     mean = counts @ values / n
     var = (counts * (values[None, :] - mean[:, None]) ** 2).sum(1) / n

@@ -1,8 +1,7 @@
 """`python -m ablate.report SWEEP_DIR`."""
 
-import sys
-
 from ablate.report.cli import main
+from ablate.run.fast_exit import run_as_program
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_as_program(main)

@@ -1,7 +1,6 @@
 """`python -m ablate.study`."""
 
-import sys
-
+from ablate.run.fast_exit import run_as_program
 from ablate.study import main
 
-sys.exit(main())
+run_as_program(main)
