@@ -75,3 +75,23 @@ def test_the_fast_exit_ends_as_sys_exit_does(tmp_path_factory, code):
     assert fast == slow
     assert slow[3] == {"atexit.txt": "atexit ran", "log.txt": "logged before the exit\n",
                        "thread.txt": "thread done"}  # fmt: skip
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """`python -m ablate.train --help | head -1`: the program stops quietly when the pipe closes."""
+    program = textwrap.dedent(
+        """
+        import sys
+        from ablate.run.fast_exit import run_as_program
+        def main():
+            for i in range(200_000):
+                print(f"line {i}")
+        run_as_program(main)
+        """
+    )
+    writer = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)  # fmt: skip
+    assert writer.stdout.readline() == b"line 0\n"
+    writer.stdout.close()  # the reader leaves, as head does
+    assert writer.wait(timeout=60) == 1
+    assert writer.stderr.read() == b""

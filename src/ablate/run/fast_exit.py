@@ -48,4 +48,7 @@ def run_as_program(main: Callable[[], object]) -> NoReturn:
         code = main()
     except SystemExit as e:  # an exception or Ctrl-C goes on to Python's own handling
         code = e.code
+    except BrokenPipeError:  # `--help | head`: the reader left; quiet, as Python's docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     exit_now(code)
