@@ -53,12 +53,16 @@ def channel_stats(
         values = (np.arange(256) > BINARY_THRESHOLD).astype(np.float64)
     # torch.bincount counts uint8 directly; np.bincount casts every pixel to int64 first (MNIST's
     # 42M training pixels: ~0.03 s against ~0.5-1 s, once per run). The counts are the same integers.
-    columns = [torch.from_numpy(np.ascontiguousarray(pixels[:, c])) for c in range(channels)]
-    counts = np.stack([torch.bincount(col, minlength=256).numpy() for col in columns])
+    counts = np.stack([_count_values(pixels[:, c]) for c in range(channels)])
     n = counts.sum(1)
     mean = counts @ values / n
     var = (counts * (values[None, :] - mean[:, None]) ** 2).sum(1) / n
     return mean, np.sqrt(var)
+
+
+def _count_values(column: np.ndarray) -> np.ndarray:
+    """How often each uint8 value occurs in one channel (one contiguous copy at a time)."""
+    return torch.bincount(torch.from_numpy(np.ascontiguousarray(column)), minlength=256).numpy()
 
 
 def split_indices(
