@@ -95,3 +95,23 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
     writer.stdout.close()  # the reader leaves, as head does
     assert writer.wait(timeout=60) == 1
     assert writer.stderr.read() == b""
+
+
+def test_ctrl_c_ends_by_sigint_with_one_line_after_the_exit_work(tmp_path):
+    """KeyboardInterrupt: the exit work done as Python does it, one line instead of a traceback,
+    and the process ends by SIGINT, as Python's own does (so a calling shell's loop stops too)."""
+    program = PROGRAM.replace("sys.exit(code)", "raise KeyboardInterrupt").replace(
+        "run_as_program(main)", 'run_as_program(main, ctrl_c="stopped; run it again")'
+    )
+    runs = {}
+    for how in ("python", "fast"):
+        (tmp_path / how).mkdir()
+        proc = subprocess.run([sys.executable, "-c", program, str(tmp_path / how), "0", how],
+                              capture_output=True, text=True, timeout=15)  # fmt: skip
+        runs[how] = proc
+        assert proc.returncode == -signal.SIGINT, proc.stderr
+        files = {p.name for p in (tmp_path / how).iterdir()}
+        assert files == {"atexit.txt", "log.txt", "thread.txt"}
+    assert "Traceback" in runs["python"].stderr
+    assert runs["fast"].stderr == "to stderr-c: stopped; run it again\n"
+    assert runs["fast"].stdout == runs["python"].stdout == "partial line without newline"

@@ -183,6 +183,24 @@ def test_sigterm_saves_exits_143_and_the_same_command_resumes(data_root, tmp_pat
     assert_same_result(reference, run)
 
 
+def test_ctrl_c_stops_at_a_batch_saves_and_the_same_command_resumes(data_root, tmp_path, reference):
+    """Ctrl-C stops the fit after the current batch (not inside it, as Lightning's own handling
+    would), records the run as interrupted, ends as Ctrl-C ends a program, and resumes exactly."""
+    run = tmp_path / "run"
+    args = _args(data_root, tmp_path, run)
+    proc = _popen(args)
+    _wait_for(run / "checkpoints" / "last.ckpt", proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGINT, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert err.rstrip().endswith("ablate.train: interrupted; the same command resumes")
+    s = _summary(run)
+    assert s["status"] == "interrupted" and 4 <= s["interrupted_at_step"] < 12
+    assert_ok(run_cli(*args, env=ENV))
+    assert_same_result(reference, run)
+
+
 def test_damaged_last_checkpoint_is_refused_until_resume_fresh(data_root, tmp_path):
     run = tmp_path / "run"
     args = _args(data_root, tmp_path, run, "trainer.max_epochs=1")

@@ -347,3 +347,34 @@ def test_the_study_cli_refuses_a_declared_cap_before_anything_runs(tmp_path: Pat
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "study.max_seeds=4 can never decide a claim" in errors[0]
     assert "Traceback" not in proc.stderr and not (tmp_path / "sweep").exists()
+
+
+def _interrupted(data_root: Path, tmp: Path, whole_group: bool) -> tuple[str, int, dict]:
+    """A study whose first run is stopped mid-training by SIGINT: its output, status and summary."""
+    args = _study_args(data_root, tmp, "", "20,50")
+    args = [a for a in args if not a.startswith("trainer.max_steps")]
+    args += ["trainer.max_steps=100000", "trainer.max_epochs=10000",
+             "callbacks.last_checkpoint.every_n_train_steps=4"]  # fmt: skip
+    proc = _study(*args, start_new_session=True)  # its own process group, as a terminal's job
+    sweep, deadline = tmp / "sweep", time.monotonic() + 240
+    while not any(sweep.glob("*/checkpoints/last.ckpt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no run reached a checkpoint"
+        time.sleep(0.05)
+    # Ctrl-C in a terminal signals the whole group; `kill -INT <pid>` the study alone
+    (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGINT)
+    out = proc.communicate(timeout=300)[0]
+    (summary,) = [json.loads(p.read_text()) for p in sweep.glob("*/summary.json")]
+    return out, proc.returncode, summary
+
+
+def test_ctrl_c_stops_a_study_with_one_line_and_its_run_saved(data_root, tmp_path):
+    for whole_group in (True, False):
+        out, rc, summary = _interrupted(data_root, tmp_path / str(whole_group), whole_group)
+        assert rc == -signal.SIGINT, out[-4000:]  # ended by Ctrl-C, as Python ends
+        assert "Traceback" not in out, out[-4000:]
+        assert out.rstrip().endswith(
+            "ablate.study: interrupted; the same command continues where it stopped"
+        )
+        # the run saved its place and says so (SIGINT from the terminal, SIGTERM from the study)
+        assert summary["status"] == "interrupted", summary.get("status")
+        assert summary["interrupted_at_step"] >= 4

@@ -96,7 +96,7 @@ def main() -> None:
 
 def cli() -> NoReturn:
     """Console script `ablate-train`: main(), then the process ends without Python's teardown."""
-    run_as_program(main)
+    run_as_program(main, ctrl_c="interrupted; the same command resumes")
 
 
 if __name__ == "__main__":

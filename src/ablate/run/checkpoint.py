@@ -17,6 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ablate.run import preemption
 from ablate.run.atomic import write_atomic
+from ablate.run.ctrl_c import CTRL_C
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class SaveOnInterrupt(L.Callback):
-    """On SIGTERM (SLURM preemption) or Ctrl-C, save checkpoints/last.ckpt before the run exits.
+    """On SIGTERM (SLURM preemption) or Ctrl-C, stop at the next batch and save checkpoints/last.ckpt.
 
     Under submitit, its preemption/timeout signal (SIGUSR2) does the same during a fit, and train.py
     then lets submitit requeue the job (ablate.run.preemption).
@@ -52,25 +53,31 @@ class SaveOnInterrupt(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             preemption.PREEMPTION.watch(trainer)
+            CTRL_C.arm(trainer)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         preemption.PREEMPTION.rearm()  # Lightning resets its flag when it registers its handlers
+        CTRL_C.rearm()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         state = preemption.PREEMPTION
         state.disarm()
-        if state.signum is not None and not state.requeuing:
-            # The signal came after the loop's last check: training is done and saved; requeue.
+        CTRL_C.disarm()
+        if (state.signum is not None and not state.requeuing) or CTRL_C.received:
+            # The signal came after the loop's last check: training is done and saved; stop.
             raise SIGTERMException
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         try:
-            if isinstance(exception, SIGTERMException | KeyboardInterrupt):
+            if isinstance(exception, SIGTERMException):  # raised between two batches
                 self._save(trainer, exception)
+            elif isinstance(exception, KeyboardInterrupt):  # anywhere: last.ckpt as it was holds
+                CTRL_C.hard = True
         finally:
             preemption.PREEMPTION.disarm()  # a preemption signal after this point requeues at once
+            CTRL_C.disarm()
 
     @staticmethod
     def _save(trainer: L.Trainer, exception: BaseException) -> None:
@@ -78,7 +85,8 @@ class SaveOnInterrupt(L.Callback):
         if path is None or not between_training_batches(trainer):
             return  # last.ckpt as it is (saved at a step or at the epoch's end) resumes exactly
         trainer.save_checkpoint(path)
-        log.warning("%s at step %d: saved %s", type(exception).__name__, trainer.global_step, path)
+        why = "Ctrl-C" if CTRL_C.received else type(exception).__name__
+        log.warning("%s at step %d: saved %s", why, trainer.global_step, path)
 
 
 def between_training_batches(trainer: L.Trainer) -> bool:

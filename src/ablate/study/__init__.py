@@ -68,6 +68,7 @@ __all__ = [
 ]  # fmt: skip
 
 LOCK_WAIT_S = 120  # a killed study's sweep gets this long to stop (it is sent SIGTERM)
+INTERRUPT_GRACE_S = 10.0  # after Ctrl-C: seconds the run may take to stop by itself (then SIGTERM)
 
 
 def _record_verdict(v: Verdict) -> dict[str, Any]:
@@ -93,7 +94,30 @@ def launch(args: list[str], sweep_dir: Path, log: Callable[[str], None] = print)
             lock.release()
     log("$ python -m ablate.train " + shlex.join(args))
     cmd = [sys.executable, "-m", "ablate.train", *args]
-    return subprocess.run(cmd, preexec_fn=_die_with_parent, check=False).returncode
+    child = subprocess.Popen(cmd, preexec_fn=_die_with_parent)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        stop_child(child)
+        raise
+
+
+def stop_child(child: subprocess.Popen) -> None:
+    """After Ctrl-C: let the run save its place and exit, as `ablate.train` does on SIGINT or SIGTERM.
+
+    A terminal's Ctrl-C reaches the child too (one process group); `kill -INT <study>` does not,
+    so the child is sent SIGTERM if it is still running after a moment. SIGKILL if it hangs or on
+    a second Ctrl-C (the run then resumes from its last saved checkpoint, as after any kill).
+    """
+    with contextlib.suppress(KeyboardInterrupt):
+        for sig, wait_s in ((None, INTERRUPT_GRACE_S), (signal.SIGTERM, LOCK_WAIT_S)):
+            if sig is not None:
+                child.send_signal(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=wait_s)
+                return
+    child.kill()
+    child.wait()
 
 
 class Study:
