@@ -50,6 +50,7 @@ def _summary(run: Path) -> dict:
 
 
 def _popen(args: list[str], env: dict | None = None) -> subprocess.Popen:
+    # Ctrl-C as in a terminal: a background job of a non-interactive shell ignores it (inherited)
     return subprocess.Popen(
         [sys.executable, "-m", "ablate.train", *args],
         cwd=REPO,
@@ -57,6 +58,7 @@ def _popen(args: list[str], env: dict | None = None) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

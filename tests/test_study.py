@@ -3,6 +3,7 @@ handling of the restricted rounds (no training), then two tiny real studies thro
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -349,20 +350,31 @@ def test_the_study_cli_refuses_a_declared_cap_before_anything_runs(tmp_path: Pat
     assert "Traceback" not in proc.stderr and not (tmp_path / "sweep").exists()
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C as in a terminal, whatever the test runner's own handling."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupted(data_root: Path, tmp: Path, whole_group: bool) -> tuple[str, int, dict]:
     """A study whose first run is stopped mid-training by SIGINT: its output, status and summary."""
     args = _study_args(data_root, tmp, "", "20,50")
     args = [a for a in args if not a.startswith("trainer.max_steps")]
     args += ["trainer.max_steps=100000", "trainer.max_epochs=10000",
              "callbacks.last_checkpoint.every_n_train_steps=4"]  # fmt: skip
-    proc = _study(*args, start_new_session=True)  # its own process group, as a terminal's job
+    # its own process group, as a terminal's job, with Ctrl-C not ignored (as a background job
+    # of a non-interactive shell has it, and Python then leaves it so)
+    proc = _study(*args, start_new_session=True, preexec_fn=default_sigint)
     sweep, deadline = tmp / "sweep", time.monotonic() + 240
-    while not any(sweep.glob("*/checkpoints/last.ckpt")):
-        assert proc.poll() is None and time.monotonic() < deadline, "no run reached a checkpoint"
-        time.sleep(0.05)
-    # Ctrl-C in a terminal signals the whole group; `kill -INT <pid>` the study alone
-    (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGINT)
-    out = proc.communicate(timeout=300)[0]
+    try:
+        while not any(sweep.glob("*/checkpoints/last.ckpt")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint"
+            time.sleep(0.05)
+        # Ctrl-C in a terminal signals the whole group; `kill -INT <pid>` the study alone
+        (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGINT)
+        out = proc.communicate(timeout=120)[0]
+    finally:  # whatever failed, no 100,000-step run is left behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     (summary,) = [json.loads(p.read_text()) for p in sweep.glob("*/summary.json")]
     return out, proc.returncode, summary
 

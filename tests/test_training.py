@@ -243,10 +243,10 @@ PRIVATE_LIGHTNING = re.compile(
     r"trainer\._\w|_(logger|accelerator|signal|checkpoint|data|callback)_connector|"
     r"_active_loop|_batches_that_stepped|\._results\b"
 )
-# Left for want of a public equivalent in Lightning 2.6: submitit preemption raises the
+# Left for want of a public equivalent in Lightning 2.6: submitit preemption and Ctrl-C raise the
 # received-SIGTERM flag that makes the loop stop at its next safe point. With steps_per_call > 1,
 # the loggers' step counter advances by a chunk's steps (Lightning counts one per batch).
-KNOWN = {"preemption.py": 2, "chunks.py": 1}
+KNOWN = {"preemption.py": 2, "ctrl_c.py": 1, "chunks.py": 1}
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "src").rglob("*.py")), ids=lambda p: p.name)

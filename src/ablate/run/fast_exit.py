@@ -51,7 +51,7 @@ def exit_now(code: object = 0, by_signal: int | None = None) -> NoReturn:
     os._exit(status)
 
 
-def run_as_program(main: Callable[[], object], ctrl_c: str = "interrupted") -> NoReturn:
+def run_as_program(main: Callable[[], object], ctrl_c: str = "stopped by Ctrl-C") -> NoReturn:
     """Run `main` as the whole process: its return value or SystemExit is the status, at once.
 
     Ctrl-C (KeyboardInterrupt) prints `<program>: <ctrl_c>` instead of a traceback and ends the
