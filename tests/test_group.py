@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -21,6 +23,7 @@ from ablate.models import build_model
 from ablate.module import Classifier
 from ablate.run.identity import config_hash
 from ablate.run.resume import ResumableLoader
+from ablate.run.stop_request import StopRequest
 from ablate.testing.bench import compose_cfg
 
 # Random inputs and labels at the preset's peak lr (0.05) are chaotic: any float difference, solo
@@ -274,6 +277,47 @@ def test_a_killed_group_resumes_every_seed_to_the_uninterrupted_result(tmp_path:
     for name in whole:
         _same_run(whole[name], again[name], name, exact=True)
         assert again[name]["earlier_attempts"][0]["status"] == "running"
+
+
+def test_sigterm_stops_a_group_after_its_step_saved_and_every_seed_resumes(tmp_path: Path) -> None:
+    """SIGTERM (as SLURM sends) mid-group: the step finishes, the group saves, each seed is recorded
+    interrupted, the sweep exits 143, and the same command ends as an uninterrupted group does."""
+    common = ["norm=batch_noisy", "reg=dropout", "seed=4,5", "group_seeds=2"]
+    assert_ok(_sweep(tmp_path, "whole", *common))
+    termed = _sweep(tmp_path, "termed", *common, env={"ABLATE_FAULT": "term_at_step:25"})
+    assert termed.returncode == 143, termed.stderr[-3000:]
+    assert "SIGTERM at step 26: run the same command to resume" in termed.stderr + termed.stdout
+    runs = _runs(tmp_path / "termed")
+    assert {r["status"] for r in runs.values()} == {"interrupted"}
+    assert {r["interrupted_at_step"] for r in runs.values()} == {26}
+    assert_ok(resumed := _sweep(tmp_path, "termed", *common))
+    assert "resumed at step 26" in resumed.stderr + resumed.stdout
+    whole, again = _runs(tmp_path / "whole"), _runs(tmp_path / "termed")
+    for name in whole:
+        _same_run(whole[name], again[name], name, exact=True)
+
+
+def test_a_stop_request_notes_the_signal_and_stops_as_it_asks() -> None:
+    """In-process: SIGTERM or a first Ctrl-C is only noted (the loop saves, then `stop` ends as a
+    solo run's interruption does); a second Ctrl-C raises at once; the handlers come back after."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        term_before = signal.getsignal(signal.SIGTERM)
+        for sig, ends in ((signal.SIGTERM, SystemExit), (signal.SIGINT, KeyboardInterrupt)):
+            with StopRequest() as request:
+                os.kill(os.getpid(), sig)
+                assert request.signum == sig  # noted, nothing raised
+                with pytest.raises(ends) as stopped:
+                    request.stop(7)
+            if ends is SystemExit:
+                assert stopped.value.code == 143
+        with StopRequest() as request, pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # pressed twice: at once
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) == term_before
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_a_conv_net_sweep_with_group_seeds_trains_each_run_on_its_own(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from ablate.group.step import StackedStep, StepValues
 from ablate.group.steps import Schedule
 from ablate.models import build_model
 from ablate.run.atomic import write_bytes_atomic
+from ablate.run.stop_request import StopRequest
 from ablate.run.threads import set_threads
 from ablate.testing.faults import injected_faults
 from ablate.training.acted import SAMPLE_EVERY
@@ -234,34 +235,44 @@ class GroupFit:
         start = time.perf_counter()
         self.load()
         schedule = self.schedule
-        while not schedule.done(self.step, self.epoch) and self.alive().any():
-            self.data.clock.current_epoch = self.epoch
-            batch0, stop = self.batch, False
-            for i, (x, y) in enumerate(self.data.batches(self.data.train), start=batch0):
-                for fault in self.faults:
-                    fault.on_train_batch_start(self, None, None, i)
-                alive_before = self.alive()
-                self.train_step(x, y)
-                self.batch = i + 1
-                newly = [j for j in range(self.k) if alive_before[j] and not self.records[j].alive]
-                if schedule.log_now(self.step):
-                    self.log_step(*self.last)
-                stop = schedule.stop(self.step) or not self.alive().any()
-                if schedule.validate_now(i, self.step, stop):
-                    self.validate([j for j in range(self.k) if alive_before[j]])
-                elif newly:  # Lightning validates a run its divergence test stopped
-                    self.validate(newly)
-                if newly:
-                    self.end_epoch(newly)
-                if schedule.checkpoint_now(self.step):
-                    self.save()
-                if stop:
-                    break
-            self.end_epoch()
-            self.sums, self.batch = self._zero_sums(), 0
-            if not stop:
-                self.epoch += 1
+        with StopRequest() as request:
+            while not schedule.done(self.step, self.epoch) and self.alive().any():
+                if self.run_epoch(schedule, request):
+                    self.epoch += 1
+        if request.signum is not None:  # came after the last step: the last checkpoint holds
+            request.stop(self.step)
         self.wall_time_s = time.perf_counter() - start
+
+    def run_epoch(self, schedule: Schedule, request: StopRequest) -> bool:
+        """Train the epoch's batches (validating, checkpointing); whether the fit goes on after it."""
+        self.data.clock.current_epoch = self.epoch
+        batch0, stop = self.batch, False
+        for i, (x, y) in enumerate(self.data.batches(self.data.train), start=batch0):
+            for fault in self.faults:
+                fault.on_train_batch_start(self, None, None, i)
+            alive_before = self.alive()
+            self.train_step(x, y)
+            self.batch = i + 1
+            newly = [j for j in range(self.k) if alive_before[j] and not self.records[j].alive]
+            if schedule.log_now(self.step):
+                self.log_step(*self.last)
+            stop = schedule.stop(self.step) or not self.alive().any()
+            if schedule.validate_now(i, self.step, stop):
+                self.validate([j for j in range(self.k) if alive_before[j]])
+            elif newly:  # Lightning validates a run its divergence test stopped
+                self.validate(newly)
+            if newly:
+                self.end_epoch(newly)
+            signalled = request.signum is not None and not stop
+            if schedule.checkpoint_now(self.step) or signalled:
+                self.save()
+            if signalled:  # saved where a step checkpoint would be: stop here
+                request.stop(self.step)
+            if stop:
+                break
+        self.end_epoch()
+        self.sums, self.batch = self._zero_sums(), 0
+        return not stop
 
     def test(self) -> None:
         """Score each completed seed's best checkpoint on the test split (and the train re-scoring)."""
