@@ -5,8 +5,8 @@ between a parameter update and the step counter), runs the callbacks' on_excepti
 `sys.exit(1)`. A checkpoint saved from there need not resume exactly, and the run looked failed.
 While a fit runs, `CtrlC` replaces the SIGINT handler by one that raises Lightning's
 received-SIGTERM flag: the loop raises SIGTERMException at the end of the current batch, where
-SaveOnInterrupt saves an exact last.ckpt and the run is recorded `interrupted` (exit 130, what a
-shell reports for Ctrl-C). A second Ctrl-C raises KeyboardInterrupt at once; nothing is saved then,
+SaveOnInterrupt saves an exact last.ckpt and the run is recorded `interrupted`; the entry point
+then ends by SIGINT (a shell reports 130). A second Ctrl-C raises KeyboardInterrupt at once; nothing is saved then,
 and the periodic last.ckpt resumes the run.
 """
 
@@ -22,8 +22,6 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
 
 log = logging.getLogger(__name__)
-
-EXIT_CTRL_C = 128 + signal.SIGINT  # what a shell reports for a process ended by Ctrl-C
 
 
 class CtrlC:
