@@ -16,9 +16,6 @@ LONG_MODULES = {
     # ~307 lines: one LightningDataModule with two data paths (CPU loader, device batches) and the
     # size checks that need the loaded data; the loaders and the config rules already live elsewhere.
     "ablate.data.datamodule": "one datamodule, two data paths",
-    # ~310 lines: the group's loop with its resume state and its stop on SIGTERM/Ctrl-C (2026-12-06);
-    # to split next (the epoch loop from the checkpointing).
-    "ablate.group.fit": "the group's loop, resume and signal stop",
 }
 LAYERS = ("load", "judge", "render")  # ablate.report's layers, bottom first
 

@@ -8,11 +8,9 @@ BatchNorm statistics, and divergence (a diverged seed stops counting; the others
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -23,28 +21,21 @@ from omegaconf import OmegaConf
 
 from ablate.evaluation import build, of_state
 from ablate.group.data import GroupData
+from ablate.group.resume import Resumable, checkpoint_path
 from ablate.group.seeds import Member, SeedRecord
 from ablate.group.stack import StackedNet
 from ablate.group.step import StackedStep, StepValues
 from ablate.group.steps import Schedule
 from ablate.models import build_model
-from ablate.run.atomic import write_bytes_atomic
 from ablate.run.stop_request import StopRequest
 from ablate.run.threads import set_threads
 from ablate.testing.faults import injected_faults
 from ablate.training.acted import SAMPLE_EVERY
 
 log = logging.getLogger("ablate.train")
-CHECKPOINT = "group.ckpt"  # in the first member's checkpoints/: the whole group's state
 
 
-def checkpoint_path(members: list[Member]) -> Path:
-    """Where the group's resume state lives: the first member's checkpoints/, named by its seeds."""
-    seeds = "-".join(str(m.seed) for m in members)
-    return Path(members[0].run_dir) / "checkpoints" / f"group-{seeds}.ckpt"
-
-
-class GroupFit:
+class GroupFit(Resumable):
     """The stacked model, its optimizer and schedule, the seeds' data and records."""
 
     def __init__(self, members: list[Member]) -> None:
@@ -79,7 +70,7 @@ class GroupFit:
         # per seed: the curve's running train loss since that seed's last point, and its count
         self.since_val = torch.zeros(self.k, dtype=torch.float64)
         self.since_val_n = torch.zeros(self.k, dtype=torch.float64)
-        self.sums = self._zero_sums()
+        self.sums = self.zero_sums()
         self.path = checkpoint_path(members)
         self.faults = injected_faults(cfg)  # test-only ($ABLATE_FAULT), as a solo run has them
 
@@ -87,7 +78,7 @@ class GroupFit:
     def global_step(self) -> int:  # what the fault injection reads
         return self.step
 
-    def _zero_sums(self) -> dict[str, torch.Tensor]:
+    def zero_sums(self) -> dict[str, torch.Tensor]:
         return {n: torch.zeros(self.k, dtype=torch.float64) for n in
                 ("loss", "data_loss", "penalty", "correct", "count")}  # fmt: skip
 
@@ -190,46 +181,6 @@ class GroupFit:
                  for n in ("loss", "data_loss", "penalty")}
                 | {"train/acc": float(self.sums["correct"][i] / count[i])}, self.step)  # fmt: skip
 
-    def save(self) -> None:
-        """The group's resume state, written atomically (a kill at any moment leaves a whole one)."""
-        state = {"net": self.net.state_dict(), "optimizer": self.stepper.optimizer.state_dict(),
-                  "scheduler": self.stepper.scheduler.state_dict() if self.stepper.scheduler else None,
-                 "step": self.step, "epoch": self.epoch, "batch": self.batch,
-                 "loaders": [ld.state_dict() for ld in self.data.train],
-                 "generators": [g.get_state() for g in self.generators],
-                 "since_val": self.since_val, "since_val_n": self.since_val_n, "sums": self.sums,
-                 "records": [r.state_dict() for r in self.records]}  # fmt: skip
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(self.path, buffer.getvalue())
-
-    def load(self) -> bool:
-        """Carry on from the group's checkpoint if there is one; whether there was."""
-        if not self.path.exists():
-            return False
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
-        self.net.load_state_dict(state["net"])
-        self.stepper.optimizer.load_state_dict(state["optimizer"])
-        if self.stepper.scheduler is not None:
-            self.stepper.scheduler.load_state_dict(state["scheduler"])
-        self.step, self.epoch, self.batch = state["step"], state["epoch"], state["batch"]
-        for loader, s in zip(self.data.train, state["loaders"], strict=True):
-            loader.load_state_dict(s)
-        for g, s in zip(self.generators, state["generators"], strict=True):
-            g.set_state(s)
-        self.since_val, self.since_val_n = state["since_val"], state["since_val_n"]
-        self.sums = state["sums"]
-        for r, s in zip(self.records, state["records"], strict=True):
-            r.load_state_dict(s)
-        if self.schedule.stop(self.step):  # saved at the last step: only the epoch's close is left
-            self.end_epoch()
-        elif self.batch >= len(self.data.train[0]):  # saved at an epoch's last batch
-            self.end_epoch()
-            self.sums, self.batch, self.epoch = self._zero_sums(), 0, self.epoch + 1
-        log.info("group of %d resumed at step %d from %s", self.k, self.step, self.path)
-        return True
-
     def fit(self) -> None:
         """Train until max_steps or max_epochs (or every seed diverged), validating on schedule."""
         start = time.perf_counter()
@@ -271,7 +222,7 @@ class GroupFit:
             if stop:
                 break
         self.end_epoch()
-        self.sums, self.batch = self._zero_sums(), 0
+        self.sums, self.batch = self.zero_sums(), 0
         return not stop
 
     def test(self) -> None:
