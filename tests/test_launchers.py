@@ -76,3 +76,34 @@ def test_auto_threads_follow_omp_num_threads(monkeypatch, omp, expected):
 
     monkeypatch.setenv("OMP_NUM_THREADS", omp)
     assert available_cores() == (expected or os.cpu_count())
+
+
+def test_the_grouped_launcher_composes_each_job_once_as_hydra_would(tmp_path):
+    """Hydra's sweeper composes each job to check the batch, the launcher composes it again: the
+    launcher's config loader keeps the first composition, and hands each job the same config."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_automatic_config_search_path
+    from omegaconf import OmegaConf
+
+    from ablate.config import CONF_DIR
+    from ablate.group.launch import compose_once
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        master = compose("train", overrides=[f"log_dir={tmp_path}"], return_hydra_config=True)
+    search_path = create_automatic_config_search_path(None, None, str(CONF_DIR))
+    plain, once = ConfigLoaderImpl(search_path), ConfigLoaderImpl(search_path)
+    calls = []
+    real = once.load_configuration
+    once.load_configuration = lambda *a, **k: calls.append(k["overrides"]) or real(*a, **k)
+    compose_once(once)
+    jobs = [["norm=batch", "seed=0"], ["norm=batch", "seed=1"], ["norm=none", "seed=0"]]
+    checked = [once.load_sweep_config(master, job) for job in jobs]  # the sweeper's check
+    launched = [once.load_sweep_config(master, job) for job in jobs]  # the launcher's
+    assert len(calls) == len(jobs)
+    for job, a, b in zip(jobs, checked, launched, strict=True):
+        expected = OmegaConf.to_container(plain.load_sweep_config(master, job))
+        assert OmegaConf.to_container(a) == OmegaConf.to_container(b) == expected
+        assert a is not b  # what the check did to its copy does not reach the job
+    assert once.load_sweep_config(master, jobs[0]) is not launched[0]  # a third call composes anew
+    assert len(calls) == len(jobs) + 1

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.utils import JobReturn
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
 
 
 class GroupedLauncher(BasicLauncher):
@@ -18,6 +20,14 @@ class GroupedLauncher(BasicLauncher):
     def __init__(self, n_jobs: int = 1) -> None:
         super().__init__()
         self.n_jobs = n_jobs
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        from ablate.group.launch import compose_once
+
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        compose_once(hydra_context.config_loader)
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
