@@ -287,13 +287,11 @@ def test_a_second_sweep_into_a_running_sweeps_dir_is_refused(data_root, tmp_path
         "norm=batch,group,layer,none",
         "seed=0,1,2",
         *fast_overrides(data_root, tmp_path),
-        *TINY,
         f"hydra.sweep.dir={sweep}",
     ]
     first = _popen(args)
     # 12 cells: the first sweep is still at work while the second starts (a refused command no
-    # longer imports Lightning, but a sweep must, ~5 s: 6 tiny cells could all end before that;
-    # the 11 after the first take ~1 s each, the refusal ~1 s).
+    # longer imports Lightning, but a sweep must, ~5 s: 6 tiny cells could all end before that).
     _wait_for(sweep / "norm=batch,seed=0" / "summary.json", first)
     second = run_cli(*args, env=ENV)
     assert second.returncode == 2
