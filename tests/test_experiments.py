@@ -164,12 +164,17 @@ def test_a_shrunk_new_preset_runs_end_to_end_with_a_verdict_line_per_claim(
 ):
     sweep = tmp_path / "sweep"
     overrides = [o for o in fast_overrides(data_root, tmp_path) if "max_epochs" not in o]
+    given = {o.split("=", 1)[0] for o in NEW_PRESETS[preset]}
+    open_grid = compose_preset(preset)["report"].get("open") or {}
+    primary = [f"{k}={json.dumps(v) if v is None or isinstance(v, bool) else v}"
+               for k, v in open_grid.items() if k not in given]  # fmt: skip
+    # ^ the open grid at its primary setup (the panel's cells have their own test, test_panel.py)
     proc = run_cli(
         "-m", f"experiment={preset}", *overrides, "trainer.max_epochs=1", "trainer.max_steps=2",
         "data.train_subset=200", "data.eval_train_max=64", "++trainer.val_check_interval=null",
         "++trainer.check_val_every_n_epoch=1", "++trainer.limit_val_batches=1",
         "++trainer.limit_test_batches=1", 'hydra.sweeper.params.seed="0,1"',
-        *NEW_PRESETS[preset], f"hydra.sweep.dir={sweep}",
+        *NEW_PRESETS[preset], *primary, f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     statuses = [json.loads(p.read_text())["status"] for p in sweep.rglob("summary.json")]
