@@ -25,6 +25,10 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+# The real datasets decoded once for every test that trains on them, where `make train` caches them
+# (decoding real MNIST takes ~9 s; concurrent decodes are safe: test_reliability_data.py).
+# Tests of decoding itself use their own folder; nothing is written into ../shared.
+REAL_CACHE = REPO / "data" / "cache"
 CIFAR_CLASSES = [
     "airplane",
     "automobile",

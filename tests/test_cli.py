@@ -228,13 +228,13 @@ def test_make_train_runs_the_cli(data_root, tmp_path):
 
 @pytest.mark.real_data
 def test_real_mnist_reaches_95_percent_in_300_steps(tmp_path):
-    from conftest import SHARED_DATA
+    from conftest import REAL_CACHE, SHARED_DATA
 
     if not (SHARED_DATA / "MNIST" / "raw").exists():
         pytest.skip("real MNIST not available in ../shared/data")
     proc = run_cli(
         f"data.root={SHARED_DATA}",
-        f"data.cache_dir={tmp_path / 'cache'}",
+        f"data.cache_dir={REAL_CACHE}",
         "data.download=false",
         "trainer=cpu",
         "trainer.max_steps=300",

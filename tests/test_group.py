@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import REPO, SHARED_DATA, assert_ok, run_cli
+from conftest import REAL_CACHE, REPO, SHARED_DATA, assert_ok, run_cli
 from hydra.utils import instantiate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -192,7 +192,7 @@ def _sweep(tmp: Path, name: str, *extra: str, env: dict | None = None):
     if not (SHARED_DATA / "MNIST" / "raw").exists():
         pytest.skip("real MNIST not available in ../shared/data")
     args = [
-        "-m", f"data.root={SHARED_DATA}", f"data.cache_dir={tmp / 'cache'}", "data.download=false",
+        "-m", f"data.root={SHARED_DATA}", f"data.cache_dir={REAL_CACHE}", "data.download=false",
         f"log_dir={tmp / 'logs'}", f"hydra.sweep.dir={tmp / name}", "callbacks.progress_bar=null",
         "trainer.enable_model_summary=false",
         *([] if any(e.startswith("model=") for e in extra) else

@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from conftest import SHARED_DATA, assert_ok, run_cli
+from conftest import REAL_CACHE, SHARED_DATA, assert_ok, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
@@ -236,7 +236,7 @@ def test_the_lecture_bn_mlp_trains_on_real_mnist_from_the_entry_point(tmp_path):
         pytest.skip("real MNIST not available in ../shared/data")
     proc = run_cli(
         "model=lecture_mlp_bn", "norm=batch_keras", "optim=adam", "init=xavier_uniform",
-        "scheduler=none", f"data.root={SHARED_DATA}", f"data.cache_dir={tmp_path / 'cache'}",
+        "scheduler=none", f"data.root={SHARED_DATA}", f"data.cache_dir={REAL_CACHE}",
         "data.download=false", "data.train_subset=512", "trainer=cpu", "trainer.max_epochs=5",
         "trainer.max_steps=20",
         "callbacks.progress_bar=null", f"log_dir={tmp_path / 'logs'}",

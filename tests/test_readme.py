@@ -13,11 +13,11 @@ from pathlib import Path
 
 import forked_cli
 import pytest
-from conftest import REPO, assert_ok
+from conftest import REAL_CACHE, REPO, assert_ok
 
 README = REPO / "README.md"
 SHARED_DATA = REPO.parent / "shared" / "data"
-CACHE = REPO / "data" / "cache"  # the decoded datasets `make train` uses too (never ../shared)
+CACHE = REAL_CACHE  # the decoded datasets `make train` uses too (never ../shared)
 
 # Commands that do not run in a test, by a piece of their text, with why.
 SKIPPED = {
