@@ -105,6 +105,7 @@ def _fast(command: str, tmp: Path) -> str:
         tiny = [t for t in TINY if not t.startswith("data.")]
     extra = [*tiny, f"log_dir={tmp / 'logs'}", f"data.cache_dir={CACHE}"]
     extra += [v for k, v in SHRINK.items() if k in command]
+    extra += _primary_setup(words)
     if words[0] == "make":
         if words[1] == "report":  # the sweep it reports on ran with the tiny overrides: a variant
             return command.replace("logs/", f"{tmp / 'logs'}/")
@@ -124,6 +125,23 @@ def _run(command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         command, shell=True, cwd=REPO, env=env, capture_output=True, text=True, timeout=600
     )
+
+
+def _primary_setup(words: list[str]) -> list[str]:
+    """For `make study EXP=<preset> [SCALE=quick]`: its open grid pinned to the declared primary
+    setup (`report.open`), one cell per arm (the grid's panel has its own test: test_panel.py)."""
+    given = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+    if words[:2] != ["make", "study"] or "EXP" not in given:
+        return []
+    from hydra import compose, initialize_config_dir
+
+    from ablate.config import CONF_DIR
+
+    preset = given["EXP"] + ("_quick" if given.get("SCALE") == "quick" else "")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={preset}"])
+    grid = cfg.report.get("open") or {}
+    return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in grid.items()]
 
 
 def _expected_error(command: str) -> str | None:

@@ -166,7 +166,7 @@ _examples = itertools.count()
 
 
 @settings(
-    max_examples=60,
+    max_examples=30,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
