@@ -179,6 +179,19 @@ def patch_read(monkeypatch, option: str, read) -> None:
     monkeypatch.setattr(source(option), "read", classmethod(lambda cls, *a, **k: read(*a, **k)))
 
 
+def primary_setup(preset: str) -> list[str]:
+    """The preset's open grid pinned to its declared primary setup (`report.open`), as overrides."""
+    from hydra import compose, initialize_config_dir
+
+    from ablate.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        grid = compose("train", overrides=[f"experiment={preset}"]).report.get("open") or {}
+    return [
+        f"{k}={json.dumps(v) if v is None or isinstance(v, bool) else v}" for k, v in grid.items()
+    ]
+
+
 def assert_ok(proc: subprocess.CompletedProcess) -> None:
     """A command exited 0; else fail with its exit code and the end of its output."""
     assert proc.returncode == 0, (

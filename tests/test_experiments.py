@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from conftest import fast_overrides, run_cli
+from conftest import fast_overrides, primary_setup, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -165,10 +165,8 @@ def test_a_shrunk_new_preset_runs_end_to_end_with_a_verdict_line_per_claim(
     sweep = tmp_path / "sweep"
     overrides = [o for o in fast_overrides(data_root, tmp_path) if "max_epochs" not in o]
     given = {o.split("=", 1)[0] for o in NEW_PRESETS[preset]}
-    open_grid = compose_preset(preset)["report"].get("open") or {}
-    primary = [f"{k}={json.dumps(v) if v is None or isinstance(v, bool) else v}"
-               for k, v in open_grid.items() if k not in given]  # fmt: skip
-    # ^ the open grid at its primary setup (the panel's cells have their own test, test_panel.py)
+    # the open grid at its primary setup (the panel's cells have their own test, test_panel.py)
+    primary = [o for o in primary_setup(preset) if o.split("=", 1)[0] not in given]
     proc = run_cli(
         "-m", f"experiment={preset}", *overrides, "trainer.max_epochs=1", "trainer.max_steps=2",
         "data.train_subset=200", "data.eval_train_max=64", "++trainer.val_check_interval=null",

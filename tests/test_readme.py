@@ -13,11 +13,10 @@ from pathlib import Path
 
 import forked_cli
 import pytest
-from conftest import REAL_CACHE, REPO, assert_ok
+from conftest import REAL_CACHE, REPO, assert_ok, primary_setup
 
 README = REPO / "README.md"
 SHARED_DATA = REPO.parent / "shared" / "data"
-CACHE = REAL_CACHE  # the decoded datasets `make train` uses too (never ../shared)
 
 # Commands that do not run in a test, by a piece of their text, with why.
 SKIPPED = {
@@ -103,7 +102,7 @@ def _fast(command: str, tmp: Path) -> str:
     tiny = TINY
     if _expected_error(command):  # a refused size stays the command's own: no tiny data over it
         tiny = [t for t in TINY if not t.startswith("data.")]
-    extra = [*tiny, f"log_dir={tmp / 'logs'}", f"data.cache_dir={CACHE}"]
+    extra = [*tiny, f"log_dir={tmp / 'logs'}", f"data.cache_dir={REAL_CACHE}"]
     extra += [v for k, v in SHRINK.items() if k in command]
     extra += _primary_setup(words)
     if words[0] == "make":
@@ -128,20 +127,12 @@ def _run(command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def _primary_setup(words: list[str]) -> list[str]:
-    """For `make study EXP=<preset> [SCALE=quick]`: its open grid pinned to the declared primary
-    setup (`report.open`), one cell per arm (the grid's panel has its own test: test_panel.py)."""
+    """For `make study EXP=<preset> [SCALE=quick]`: its open grid at the declared primary setup, one
+    cell per arm (the grid's panel has its own test: test_panel.py)."""
     given = dict(w.split("=", 1) for w in words[1:] if "=" in w)
     if words[:2] != ["make", "study"] or "EXP" not in given:
         return []
-    from hydra import compose, initialize_config_dir
-
-    from ablate.config import CONF_DIR
-
-    preset = given["EXP"] + ("_quick" if given.get("SCALE") == "quick" else "")
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={preset}"])
-    grid = cfg.report.get("open") or {}
-    return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in grid.items()]
+    return primary_setup(given["EXP"] + ("_quick" if given.get("SCALE") == "quick" else ""))
 
 
 def _expected_error(command: str) -> str | None:
