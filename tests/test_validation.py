@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 from conftest import fast_overrides, run_cli
 from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import ablate.preflight as preflight
 from ablate.config import CONF_DIR
 from ablate.preflight import check_command_line, command_line_problems
 from ablate.validate import sampler_problems, value_problems
@@ -126,6 +131,52 @@ def test_good_configs_pass_every_check(seed, data_root, tmp_path):
     overrides = [*fast_overrides(data_root, tmp_path), f"seed={seed}"]
     assert command_line_problems(overrides) == []  # seed 0 is a seed, null draws one
     assert command_line_problems(["-m", "norm=group", "norm.groups=2,3", *overrides]) == []
+
+
+# keys bn_mlp_quick's sweeper params sweep (init, optim.momentum, data.standardize) and two they do not
+SWEPT = {"init": ["gaussian", "xavier_normal", "he_normal"], "optim.momentum": ["0.0", "0.9", "0.5"],
+         "data.standardize": ["false", "true"], "seed": ["0", "1", "2"], "norm": ["none", "batch"]}  # fmt: skip
+
+
+def _settings(overrides: list[str]) -> dict[str, str]:
+    """An override list as key -> value (the last one), the way Hydra applies it."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return {o.get_key_element(): o.get_value_element_as_str() for o in parsed}
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(chosen=st.dictionaries(st.sampled_from(sorted(SWEPT)), st.integers(1, 3), max_size=4),
+       data=st.data())  # fmt: skip
+def test_a_sweep_is_checked_at_the_jobs_hydra_will_run(chosen, data, monkeypatch, tmp_path):
+    """The config check of a sweep composes Hydra's own jobs: a command-line value of a key the
+    preset's sweeper params also sweep replaces them (was: the params' value won in the check)."""
+    argv = ["experiment=bn_mlp_quick", f"log_dir={tmp_path}"]
+    for key, n in chosen.items():
+        n = min(n, len(SWEPT[key]))
+        values = data.draw(
+            st.lists(st.sampled_from(SWEPT[key]), min_size=n, max_size=n, unique=True)
+        )
+        argv.append(f"{key}={','.join(values)}")
+    checked: list[list[str]] = []
+    monkeypatch.setattr(
+        preflight, "_cell_problems", lambda cell, multirun: checked.append(cell) or []
+    )
+    assert command_line_problems(["-m", *argv]) == []
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        base = compose(config_name="train", overrides=argv[:1], return_hydra_config=True)
+    params = [f"{k}={v}" for k, v in base.hydra.sweeper.params.items()]
+    (jobs,) = BasicSweeper.split_arguments(
+        OverridesParser.create().parse_overrides([*params, *argv]), None
+    )
+    wanted = [_settings(job) for job in jobs]
+    seen = [_settings(cell) for cell in checked]
+    assert seen[0] == wanted[0]  # the first job, then each other value of each swept key
+    assert all(cell in wanted for cell in seen), (seen, wanted)
+    every_value = {(k, v) for job in wanted for k, v in job.items()}
+    assert every_value == {(k, v) for cell in seen for k, v in cell.items()}
+    assert len(seen) == 1 + sum(len({j[k] for j in wanted}) - 1 for k in wanted[0])
 
 
 def test_refused_run_leaves_no_folder_and_no_summary_through_the_cli(tmp_path):

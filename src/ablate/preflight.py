@@ -95,26 +95,35 @@ def _sweep_problems(parsed: list) -> list[str]:
     if problem := _launcher_problem(base):
         return [problem]
     sweeper = OmegaConf.select(base, "hydra.sweeper", default=None) or {}
-    swept = [o for o in parsed if o.is_sweep_override()]
+    params: list = []
     if str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
-        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
-        swept = OverridesParser.create().parse_overrides(params) + swept
-    values: dict[str, list[str]] = {}  # key -> its values, the command line's last
-    for ov in swept:
-        try:
-            values[ov.get_key_element()] = [
-                f"{ov.get_key_element()}={v}" for v in ov.sweep_string_iterator()
-            ]
-        except Exception:  # noqa: BLE001 - e.g. interval(): a sweeper's distribution, or glob
-            values.pop(ov.get_key_element(), None)
-    first = {k: v[0] for k, v in values.items() if v}
-    cells = [[*fixed, *first.values()]]
+        lines = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+        params = OverridesParser.create().parse_overrides(lines)
+    values = _job_values([*params, *parsed])
+    first = {k: v[0] for k, v in values.items()}
+    cells = [list(first.values())]
     for key, options in values.items():
-        cells += [[*fixed, *{**first, key: v}.values()] for v in options[1:]]
+        cells += [list({**first, key: v}.values()) for v in options[1:]]
     problems: list[str] = []
     for cell in cells:
         problems += [p for p in _cell_problems(cell, multirun=True) if p not in problems]
     return problems
+
+
+def _job_values(overrides: list) -> dict[str, list[str]]:
+    """key -> its overrides, as Hydra's BasicSweeper makes its jobs: one entry per key, where the
+    key first appears (the sweeper's params, then the command line), holding its last value."""
+    values: dict[str, list[str]] = {}
+    for ov in overrides:
+        key = ov.get_key_element()
+        if not ov.is_sweep_override():
+            values[key] = [ov.input_line]
+            continue
+        try:
+            values[key] = [f"{key}={v}" for v in ov.sweep_string_iterator()]
+        except Exception:  # noqa: BLE001 - e.g. interval(): another sweeper's distribution, glob
+            values.pop(key, None)
+    return {k: v for k, v in values.items() if v}
 
 
 def _launcher_problem(base: DictConfig) -> str | None:
