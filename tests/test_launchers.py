@@ -86,8 +86,8 @@ def test_the_grouped_launcher_composes_each_job_once_as_hydra_would(tmp_path):
     from hydra._internal.utils import create_automatic_config_search_path
     from omegaconf import OmegaConf
 
+    from ablate.composed import compose_once
     from ablate.config import CONF_DIR
-    from ablate.group.launch import compose_once
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         master = compose("train", overrides=[f"log_dir={tmp_path}"], return_hydra_config=True)
@@ -107,3 +107,45 @@ def test_the_grouped_launcher_composes_each_job_once_as_hydra_would(tmp_path):
         assert a is not b  # what the check did to its copy does not reach the job
     assert once.load_sweep_config(master, jobs[0]) is not launched[0]  # a third call composes anew
     assert len(calls) == len(jobs) + 1
+
+
+def test_a_sweep_takes_the_jobs_its_config_check_composed(tmp_path):
+    """The command-line check composes the first job and one per other swept value: the sweep takes
+    those (the same configs Hydra composes) and composes only the other jobs, each once."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra._internal.utils import create_automatic_config_search_path
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from ablate.composed import compose_once
+    from ablate.config import CONF_DIR
+    from ablate.preflight import command_line_problems
+
+    argv = ["experiment=bn_mlp_quick", "norm=none,batch", "seed=0,1,2", "init=gaussian", "optim.momentum=0.0",
+            "data.standardize=true", f"log_dir={tmp_path}", "hydra.job.chdir=false"]  # fmt: skip
+    assert command_line_problems(["-m", *argv]) == []
+    search_path = create_automatic_config_search_path(None, None, str(CONF_DIR))
+    plain, once = ConfigLoaderImpl(search_path), ConfigLoaderImpl(search_path)
+    # the sweep's master config as `-m` composes it (hydra._internal.utils._run_app adds the mode)
+    master = plain.load_configuration(
+        "train", overrides=[*argv, "hydra.mode=MULTIRUN"], run_mode=RunMode.MULTIRUN
+    )
+    params = [f"{k}={v}" for k, v in master.hydra.sweeper.params.items()]
+    task = list(master.hydra.overrides.task)
+    (jobs,) = BasicSweeper.split_arguments(
+        OverridesParser.create().parse_overrides(params + task), None
+    )
+    calls = []
+    real = once.load_configuration
+    once.load_configuration = lambda *a, **k: calls.append(k["overrides"]) or real(*a, **k)
+    compose_once(once)
+    checked = [once.load_sweep_config(master, job) for job in jobs]  # the sweeper's check
+    launched = [once.load_sweep_config(master, job) for job in jobs]  # the launcher's
+    assert (
+        len(jobs) == 6 and len(calls) == 2
+    )  # 4 jobs composed by the check: (none|batch, 0), (none, 1|2)
+    for job, a, b in zip(jobs, checked, launched, strict=True):
+        expected = OmegaConf.to_container(plain.load_sweep_config(master, job))
+        assert OmegaConf.to_container(a) == OmegaConf.to_container(b) == expected, job

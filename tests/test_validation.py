@@ -172,6 +172,7 @@ def test_a_sweep_is_checked_at_the_jobs_hydra_will_run(chosen, data, monkeypatch
     )
     wanted = [_settings(job) for job in jobs]
     seen = [_settings(cell) for cell in checked]
+    assert all(cell.pop("hydra.mode") == "MULTIRUN" for cell in seen)  # as `-m` composes a job
     assert seen[0] == wanted[0]  # the first job, then each other value of each swept key
     assert all(cell in wanted for cell in seen), (seen, wanted)
     every_value = {(k, v) for job in wanted for k, v in job.items()}

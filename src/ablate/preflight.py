@@ -24,6 +24,7 @@ from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ablate.composed import keep
 from ablate.config import CONF_DIR
 from ablate.overrides import override_key
 from ablate.run.identity import same_overrides_problems
@@ -99,11 +100,16 @@ def _sweep_problems(parsed: list) -> list[str]:
     if str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
         lines = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
         params = OverridesParser.create().parse_overrides(lines)
-    values = _job_values([*params, *parsed])
+    # a job's overrides as the sweep composes them: the hydra.* ones, then the job's own
+    fixed_hydra = [o for o in parsed if o.is_hydra_override() and not o.is_sweep_override()]
+    hydra = [o.input_line for o in fixed_hydra]
+    if str(OmegaConf.select(base, "hydra.mode", default=None)) != "MULTIRUN":
+        hydra.append("hydra.mode=MULTIRUN")  # what Hydra's -m adds (hydra._internal.utils._run_app)
+    values = _job_values([*params, *(o for o in parsed if o not in fixed_hydra)])
     first = {k: v[0] for k, v in values.items()}
-    cells = [list(first.values())]
+    cells = [[*hydra, *first.values()]]
     for key, options in values.items():
-        cells += [list({**first, key: v}.values()) for v in options[1:]]
+        cells += [[*hydra, *{**first, key: v}.values()] for v in options[1:]]
     problems: list[str] = []
     for cell in cells:
         problems += [p for p in _cell_problems(cell, multirun=True) if p not in problems]
@@ -116,11 +122,12 @@ def _job_values(overrides: list) -> dict[str, list[str]]:
     values: dict[str, list[str]] = {}
     for ov in overrides:
         key = ov.get_key_element()
-        if not ov.is_sweep_override():
-            values[key] = [ov.input_line]
-            continue
         try:
-            values[key] = [f"{key}={v}" for v in ov.sweep_string_iterator()]
+            values[key] = (
+                [f"{key}={v}" for v in ov.sweep_string_iterator()]
+                if ov.is_sweep_override()
+                else [f"{key}={ov.get_value_element_as_str()}"]
+            )
         except Exception:  # noqa: BLE001 - e.g. interval(): another sweeper's distribution, glob
             values.pop(key, None)
     return {k: v for k, v in values.items() if v}
@@ -144,6 +151,10 @@ def _cell_problems(overrides: list[str], *, multirun: bool) -> list[str]:
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     except Exception as e:  # noqa: BLE001 - Hydra's own message, made one line
         return [compose_problem(e, overrides)]
+    if multirun:
+        keep(
+            overrides, cfg
+        )  # the sweep's job of these overrides: Hydra takes it, not composing it again
     # What ${hydra:runtime.output_dir} will be (set by Hydra when it starts the job).
     out, unresolved = None, ""
     try:

@@ -32,21 +32,6 @@ def cell_key(overrides: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "seed"))
 
 
-def compose_once(loader: Any) -> None:
-    """Make the sweep's config loader compose each job once: Hydra's sweeper composes every job of
-    a batch to check it, then this launcher composes each again (~0.2 s a job on 2 cores)."""
-    compose, composed = loader.load_sweep_config, {}
-
-    def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        key = (id(master_config), tuple(sweep_overrides))
-        if key not in composed:  # the sweeper's check: kept for the launcher, which takes it
-            composed[key] = compose(master_config, sweep_overrides)
-            return copy.deepcopy(composed[key])
-        return composed.pop(key)
-
-    loader.load_sweep_config = load_sweep_config
-
-
 def _job_config(launcher: Any, overrides: Sequence[str], idx: int) -> DictConfig:
     cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
     with open_dict(cfg):

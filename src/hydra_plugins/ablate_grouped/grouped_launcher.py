@@ -24,7 +24,7 @@ class GroupedLauncher(BasicLauncher):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
-        from ablate.group.launch import compose_once
+        from ablate.composed import compose_once
 
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         compose_once(hydra_context.config_loader)
