@@ -14,9 +14,11 @@ this process after a warm-up, interleaved over `--repeats`:
 - `group`: the project's own group trainer's step (ablate.group: StackedNet from K solo `model=mlp`
   nets, StackedStep with its per-seed losses, penalties and bookkeeping-free SGD step), what
   `group_seeds` runs.
-Figures: seed-steps/s for each way and K, and each K's speed-up over `loop` at K = 1.
+Figures: seed-steps/s for each way and K, and each K's speed-up over `loop` at K = 1. `--device cuda`
+measures the same on a GPU (the clock read after a synchronize; scripts/gpu_check.sh runs it).
 
     python benchmarks/vectorized_seeds.py [--quick] [--ks 1 2 4 8 16] [--steps 200] [--norm none]
+        [--device cpu]
 """
 
 from __future__ import annotations
@@ -86,45 +88,52 @@ def seed_orders(k: int, steps: int) -> torch.Tensor:
                         for _ in range(steps)])  # fmt: skip
 
 
+def clock(device: torch.device) -> float:
+    """perf_counter once the device's queued work is done (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def loop(x, y, idx, norm: str) -> float:
     k = idx.shape[1]
-    nets = [plain_net(norm) for _ in range(k)]
+    nets = [plain_net(norm).to(x.device) for _ in range(k)]
     opts = [torch.optim.SGD(n.parameters(), lr=0.1, momentum=0.9) for n in nets]
-    t = time.perf_counter()
+    t = clock(x.device)
     for step in idx:
         for net, opt, i in zip(nets, opts, step, strict=True):
             loss = F.cross_entropy(net(x[i]), y[i])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    return time.perf_counter() - t
+    return clock(x.device) - t
 
 
 def vmapped(x, y, idx, norm: str) -> float:
     k = idx.shape[1]
-    base = plain_net("none")
-    params, _ = stack_module_state([plain_net("none") for _ in range(k)])
+    base = plain_net("none").to(x.device)
+    params, _ = stack_module_state([plain_net("none").to(x.device) for _ in range(k)])
     bufs = {n: torch.zeros_like(p) for n, p in params.items()}
 
     def loss(p, xb, yb):
         return F.cross_entropy(functional_call(base, p, (xb,)), yb)
 
     step_grad = torch.vmap(grad(loss))
-    t = time.perf_counter()
+    t = clock(x.device)
     for step in idx:
         grads = step_grad(params, x[step], y[step])
         with torch.no_grad():
             for n, g in grads.items():
                 bufs[n].mul_(0.9).add_(g)
                 params[n].sub_(0.1 * bufs[n])
-    return time.perf_counter() - t
+    return clock(x.device) - t
 
 
 def stacked(x, y, idx, norm: str) -> float:
     k = idx.shape[1]
-    net = StackedMLP(k, norm)
+    net = StackedMLP(k, norm).to(x.device)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    t = time.perf_counter()
+    t = clock(x.device)
     for step in idx:
         logits = net(x[step])  # (K, B, 10)
         # summed over seeds: each seed's gradient is that of its own mean loss
@@ -132,7 +141,7 @@ def stacked(x, y, idx, norm: str) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return time.perf_counter() - t
+    return clock(x.device) - t
 
 
 def group(x, y, idx, norm: str) -> float:
@@ -146,14 +155,14 @@ def group(x, y, idx, norm: str) -> float:
     make = norms.batch() if norm == "batch" else norms.none()
     nets = [MLP(1, 10, (28, 28), depth=3, width=100, activation="sigmoid", norm=make)
             for _ in range(k)]  # fmt: skip
-    net = StackedNet(nets)
+    net = StackedNet(nets).to(x.device)
     sgd = lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9)  # noqa: E731
     step_fn = StackedStep(net, Reg(), sgd, None, total_steps=len(idx))
-    alive = torch.ones(k, dtype=torch.bool)
-    t = time.perf_counter()
+    alive = torch.ones(k, dtype=torch.bool, device=x.device)
+    t = clock(x.device)
     for step in idx:
         step_fn(x[step], y[step], alive)
-    return time.perf_counter() - t
+    return clock(x.device) - t
 
 
 WAYS = {"loop": loop, "vmap": vmapped, "bmm": stacked, "group": group}
@@ -165,14 +174,17 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--norm", choices=["none", "batch"], default="none")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (a GPU)")
     args = parse_args(p, quick={"ks": [1, 2], "steps": 10, "repeats": 1})
+    device = torch.device(args.device)
     torch.manual_seed(0)
-    x, y = torch.randn(N, 784), torch.randint(0, 10, (N,))  # speed does not depend on the pixels
+    # speed does not depend on the pixels; the data lives where the nets train, as data.on_device
+    x, y = torch.randn(N, 784, device=device), torch.randint(0, 10, (N,), device=device)
     ways = {k: v for k, v in WAYS.items() if not (k == "vmap" and args.norm == "batch")}
     rates: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.repeats):
         for k in args.ks:
-            idx = seed_orders(k, args.steps + 5)
+            idx = seed_orders(k, args.steps + 5).to(device)
             for name, way in ways.items():
                 way(x, y, idx[:5], args.norm)  # warm-up
                 seconds = way(x, y, idx[5:], args.norm)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # A row's command gets at most this many seconds (the whole check must fit a 10-minute device call).
-LIMITS = {"speedrun": 150, "airbench": 90, "mlp": 120, "first_look": 200}
+LIMITS = {"speedrun": 150, "airbench": 90, "mlp": 120, "vectorized": 40, "first_look": 180}
 TOY = ["trainer=cpu", "trainer.precision=32-true", "data.train_subset=256",
        "++trainer.limit_val_batches=1", "++trainer.limit_test_batches=1"]  # fmt: skip
 
@@ -148,7 +148,29 @@ def first_look(args: argparse.Namespace, tmp: Path) -> list[str]:
 
 
 def vectorized(args: argparse.Namespace, tmp: Path) -> list[str]:
-    return [row("vectorized K-seed trainer, K = 1..32", "not built yet (issue 26, item 2)")]
+    """Seed-steps/s of K stacked Ioffe MLPs (benchmarks/vectorized_seeds.py) on the GPU, K = 1..32."""
+    from ablate.testing.bench import parse_figures
+
+    ks = ["1", "2"] if args.dry_run else ["1", "4", "16", "32"]
+    rows = []
+    for norm in ("none", "batch"):
+        cmd = [sys.executable, "benchmarks/vectorized_seeds.py", "--norm", norm, "--device",
+               "cpu" if args.dry_run else "cuda", "--ks", *ks, "--steps", "10" if args.dry_run
+               else "100", "--repeats", "1"]  # fmt: skip
+        _, problem, out = run(cmd, LIMITS["vectorized"] / 2)
+        label = f"K stacked Ioffe MLPs, norm={norm} (seed-steps/s at K = {', '.join(ks)})"
+        rate = {f.name.split("/", 2)[2]: f.value for f in parse_figures(out)}
+        if problem or not rate:
+            rows.append(row(label, problem or "no figures"))
+            continue
+        speeds = "; ".join(f"{w} " + ", ".join(f"{rate[f'{w}/k{k}']:.0f}" for k in ks)
+                           for w in ("loop", "bmm", "group"))  # fmt: skip
+        gain = rate[f"group/k{ks[-1]}"] / rate["loop/k1"]
+        rows.append(row(label, f"{speeds}; the group trainer's step at K = {ks[-1]}: {gain:.1f}x "
+                        "one seed at a time"))  # fmt: skip
+    rows.append(row("the group trainer on a GPU, and stacked conv nets (CIFAR-10 presets)",
+                    "not built: a group trains on one CPU device (src/ablate/group)"))  # fmt: skip
+    return rows
 
 
 PARTS = {"speedrun": speedrun, "airbench": airbench, "mlp": mlp, "vectorized": vectorized,

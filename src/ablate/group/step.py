@@ -40,7 +40,7 @@ class StackedStep:
 
     def penalty(self) -> torch.Tensor:
         """(K,) each seed's explicit penalty: l1 * sum|w| + l2 * sum w^2 over its weights."""
-        total = torch.zeros(self.k)
+        total = torch.zeros(self.k, device=self.decay[0].device if self.decay else None)
         for w in self.decay:
             if self.reg.l1:
                 total = total + self.reg.l1 * w.abs().sum((1, 2))
@@ -52,7 +52,7 @@ class StackedStep:
         """Max-norm per seed (Srivastava et al. 2014, Sec. 5.1): (K,) rows rescaled."""
         if self.reg.max_norm is None:
             return None
-        projected = torch.zeros(self.k, dtype=torch.long)
+        projected = torch.zeros(self.k, dtype=torch.long, device=self.decay[0].device)
         with torch.no_grad():
             for w in self.decay:
                 # w is (K, in, out): a unit's incoming weights are a column
