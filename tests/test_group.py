@@ -333,18 +333,25 @@ def test_a_conv_net_sweep_with_group_seeds_trains_each_run_on_its_own(tmp_path: 
 
 def test_parallel_units_train_as_the_serial_sweep_does(tmp_path: Path) -> None:
     """hydra.launcher.n_jobs=2: a group and two solo runs (an input BatchNorm has no stacked
-    version) train in two worker processes, one thread each, to the same results as serially."""
+    version) train in two worker processes, one thread each, to the same results as serially:
+    forked workers (no GPU visible) and fresh ones (spawned, as where a GPU is)."""
     common = ["model.input_bn=false,true", "seed=0,1", "group_seeds=2"]
     assert_ok(_sweep(tmp_path, "serial", *common))
-    assert_ok(parallel := _sweep(tmp_path, "parallel", *common, "hydra.launcher.n_jobs=2"))
-    assert "3 units (groups and solo jobs), 2 at a time" in parallel.stdout + parallel.stderr
-    serial_runs, parallel_runs = _runs(tmp_path / "serial"), _runs(tmp_path / "parallel")
-    assert len(serial_runs) == 4 and serial_runs.keys() == parallel_runs.keys()
-    for name, run in parallel_runs.items():
-        _same_run(serial_runs[name], run, name, exact=True)
-        assert run.get("group", {}).get("size") == serial_runs[name].get("group", {}).get("size")
-        assert run["threads"] == 1
-    assert sum("group" in r for r in parallel_runs.values()) == 2  # input_bn=false's two seeds
+    serial_runs = _runs(tmp_path / "serial")
+    assert len(serial_runs) == 4
+    for start in ("fork", "spawn"):
+        env = {"ABLATE_WORKER_START": start}
+        assert_ok(parallel := _sweep(tmp_path, start, *common, "hydra.launcher.n_jobs=2", env=env))
+        assert "3 units (groups and solo jobs), 2 at a time" in parallel.stdout + parallel.stderr
+        parallel_runs = _runs(tmp_path / start)
+        assert serial_runs.keys() == parallel_runs.keys()
+        for name, run in parallel_runs.items():
+            _same_run(serial_runs[name], run, name, exact=True)
+            assert run.get("group", {}).get("size") == serial_runs[name].get("group", {}).get(
+                "size"
+            )
+            assert run["threads"] == 1
+        assert sum("group" in r for r in parallel_runs.values()) == 2  # input_bn=false's two seeds
 
 
 @pytest.mark.parametrize("n_jobs", ["0", "-2", "two", "1.5"])

@@ -6,8 +6,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import multiprocessing
 import os
+import pickle
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
@@ -139,7 +142,7 @@ def launch_grouped(
     """Run the jobs; the seeds of a cell train as one group, then each job reports its own run.
 
     With n_jobs > 1 the units (groups and solo jobs) run n_jobs at a time, each in a worker process
-    (joblib's loky, as hydra/launcher=joblib runs jobs), threads split between them (ablate.run.threads).
+    (forked from this one where no GPU is visible), threads split between them (ablate.run.threads).
     """
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -150,13 +153,14 @@ def launch_grouped(
     if n_jobs == 1 or len(units) < 2:
         runs = [_run_unit(where, unit) for unit in units]
     else:
-        from joblib import Parallel, delayed
+        import cloudpickle  # Hydra's configs hold classes that plain pickle cannot name
 
         log.info("%d units (groups and solo jobs), %d at a time", len(units), n_jobs)
+        workers = min(len(units), n_jobs if n_jobs > 0 else os.cpu_count() or 1)  # -1: one per core
         state = Singleton.get_state()
-        runs = Parallel(n_jobs=n_jobs, backend="loky")(
-            delayed(_unit_in_worker)(state, where, unit) for unit in units
-        )
+        payloads = [cloudpickle.dumps((state, where, unit)) for unit in units]
+        with ProcessPoolExecutor(workers, mp_context=_worker_context()) as pool:
+            runs = [pickle.loads(r) for r in pool.map(_unit_in_worker, payloads)]
     done = {idx: ret for found in runs for idx, ret in found.items()}
     return [done[i] for i in sorted(done)]  # in the sweep's order
 
@@ -170,11 +174,26 @@ class _Where:
     task_function: Any
 
 
-def _unit_in_worker(state: dict, where: _Where, unit: list[tuple[Job, Member | None]]) -> dict:
-    """_run_unit in a worker process, with Hydra's global state as the launcher's process had it."""
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers forked from this process start with torch, Lightning and Hydra imported (~6 s a
+    worker); where CUDA is visible they start fresh, as CUDA cannot be used after a fork.
+    $ABLATE_WORKER_START (fork or spawn) chooses, e.g. for a library that is not fork-safe."""
+    import torch
+
+    method = os.environ.get("ABLATE_WORKER_START") or (
+        "spawn" if torch.cuda.is_available() else "fork"
+    )
+    return multiprocessing.get_context(method)
+
+
+def _unit_in_worker(payload: bytes) -> bytes:
+    """_run_unit in a worker process, with Hydra's global state as the launcher had it."""
+    import cloudpickle
+
+    state, where, unit = pickle.loads(payload)
     setup_globals()
     Singleton.set_state(state)
-    return _run_unit(where, unit)
+    return cloudpickle.dumps(_run_unit(where, unit))
 
 
 def _run_unit(where: _Where, unit: list[tuple[Job, Member | None]]) -> dict[int, JobReturn]:
