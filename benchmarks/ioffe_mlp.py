@@ -8,8 +8,8 @@ one command, `python -m ablate.train -m experiment=bn_mlp_quick norm=none,batch 
 launcher: the 6 runs one after another in one process, each writing its run folder, checkpoints,
 TensorBoard and summary.json), at steps_per_call=1 and at auto, and with group_seeds=3 (the 3
 seeds of each cell as one stacked model, each seed written as its solo run: src/ablate/group/), the
-two cells' groups one after another and in parallel (hydra.launcher.n_jobs=2, one per core, one
-thread each). The plain script (this file with
+two cells' groups one after another and in parallel (hydra.launcher.n_jobs=2, the preset's: one per
+core, one thread each, in workers forked from the launcher). The plain script (this file with
 --plain) trains the same 6 runs one after another in one process: numpy reads the IDX files, a
 shuffled index per epoch, nn.Sequential, the best weights kept in memory, nothing written. Every
 command is a fresh process timed from launch to exit (start-up included), interleaved over
@@ -137,9 +137,10 @@ def main() -> None:
     plain_cmd = [sys.executable, __file__, "--plain", "--data-root", str(root), "--steps",
                  str(args.steps), "--every", str(args.every), "--eval-batch", str(args.eval_batch),
                  *(["--subset", str(args.subset)] if args.subset else [])]  # fmt: skip
-    versions = (("ablate", ["steps_per_call=1", "group_seeds=1", f"threads={threads}"]),
-                ("ablate_auto", ["steps_per_call=auto", "group_seeds=1", f"threads={threads}"]),
-                ("ablate_group", ["group_seeds=3", f"threads={threads}"]),
+    serial = ["hydra.launcher.n_jobs=1", f"threads={threads}"]  # the preset runs 2 units at once
+    versions = (("ablate", ["steps_per_call=1", "group_seeds=1", *serial]),
+                ("ablate_auto", ["steps_per_call=auto", "group_seeds=1", *serial]),
+                ("ablate_group", ["group_seeds=3", *serial]),
                 ("ablate_group_parallel", ["group_seeds=3", "threads=auto",  # a cell per core
                                            f"hydra.launcher.n_jobs={min(threads, len(NORMS))}"]))  # fmt: skip
     if args.quick:

@@ -6,6 +6,8 @@ import json
 import math
 import os
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import lightning as L
@@ -189,9 +191,14 @@ def test_the_schedule_validates_where_lightning_does(
 
 
 def _sweep(tmp: Path, name: str, *extra: str, env: dict | None = None):
+    return run_cli(*run_cli_args(tmp, name, *extra), env={"OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def run_cli_args(tmp: Path, name: str, *extra: str) -> list[str]:
+    """The CLI arguments of a tiny real-MNIST sweep into tmp/name."""
     if not (SHARED_DATA / "MNIST" / "raw").exists():
         pytest.skip("real MNIST not available in ../shared/data")
-    args = [
+    return [
         "-m", f"data.root={SHARED_DATA}", f"data.cache_dir={REAL_CACHE}", "data.download=false",
         f"log_dir={tmp / 'logs'}", f"hydra.sweep.dir={tmp / name}", "callbacks.progress_bar=null",
         "trainer.enable_model_summary=false",
@@ -201,7 +208,6 @@ def _sweep(tmp: Path, name: str, *extra: str, env: dict | None = None):
         "data.eval_train_max=0", "trainer.max_steps=50", "+trainer.val_check_interval=10",
         "callbacks.last_checkpoint.every_n_train_steps=10", *extra,
     ]  # fmt: skip
-    return run_cli(*args, env={"OMP_NUM_THREADS": "1", **(env or {})})
 
 
 def _runs(folder: Path) -> dict[str, dict]:
@@ -352,6 +358,40 @@ def test_parallel_units_train_as_the_serial_sweep_does(tmp_path: Path) -> None:
             )
             assert run["threads"] == 1
         assert sum("group" in r for r in parallel_runs.values()) == 2  # input_bn=false's two seeds
+
+
+def test_a_killed_parallel_sweep_leaves_no_worker_and_resumes_to_the_uninterrupted_result(
+    tmp_path: Path,
+) -> None:
+    """kill -9 of the launcher's process while two forked workers train a group each: every worker
+    gets a SIGTERM (prctl's parent-death signal), saves its group and ends; the same command then
+    ends as the uninterrupted sweep does."""
+    common = ["norm=none,batch", "seed=0,1", "group_seeds=2", "hydra.launcher.n_jobs=2",
+              "trainer.max_steps=800", "trainer.max_epochs=-1", "trainer.val_check_interval=100",
+              "+trainer.check_val_every_n_epoch=null",
+              "callbacks.last_checkpoint.every_n_train_steps=100"]  # fmt: skip
+    assert_ok(_sweep(tmp_path, "whole", *common))
+    args = [a for a in run_cli_args(tmp_path, "killed", *common) if a != "-m"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    proc = subprocess.Popen([str(REPO / ".venv/bin/python"), "-m", "ablate.train", "-m", *args],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list((tmp_path / "killed").glob("*/checkpoints/group-*.ckpt"))) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "no group saved a step"
+        time.sleep(0.05)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert len(children) == 2, children
+    proc.kill()
+    proc.wait()
+    for pid in map(int, children):  # each worker saves its group, then ends
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the sweep"
+    assert {r["status"] for r in _runs(tmp_path / "killed").values()} == {"interrupted"}
+    assert_ok(_sweep(tmp_path, "killed", *common))
+    whole, again = _runs(tmp_path / "whole"), _runs(tmp_path / "killed")
+    for name in whole:
+        _same_run(whole[name], again[name], name, exact=True)
 
 
 @pytest.mark.parametrize("n_jobs", ["0", "-2", "two", "1.5"])

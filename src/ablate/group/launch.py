@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import copy
+import ctypes
 import dataclasses
 import logging
 import multiprocessing
 import os
 import pickle
+import signal
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
 from typing import Any
 
@@ -28,6 +32,7 @@ from ablate.run.lock import run_lock
 from ablate.validate import config_problems
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends
 
 
 def cell_key(overrides: Sequence[str]) -> tuple[str, ...]:
@@ -159,8 +164,16 @@ def launch_grouped(
         workers = min(len(units), n_jobs if n_jobs > 0 else os.cpu_count() or 1)  # -1: one per core
         state = Singleton.get_state()
         payloads = [cloudpickle.dumps((state, where, unit)) for unit in units]
-        with ProcessPoolExecutor(workers, mp_context=_worker_context()) as pool:
-            runs = [pickle.loads(r) for r in pool.map(_unit_in_worker, payloads)]
+        pool = ProcessPoolExecutor(workers, mp_context=_worker_context(),
+                                   initializer=_worker_start, initargs=(os.getpid(),))  # fmt: skip
+        try:
+            with pool:
+                runs = [pickle.loads(r) for r in pool.map(_unit_in_worker, payloads)]
+        except BrokenProcessPool:  # a worker ended by a signal, its group saved where it stopped
+            from ablate.run.checkpoint import EXIT_INTERRUPTED
+
+            log.warning("a worker was stopped: run the same command to resume")
+            raise SystemExit(EXIT_INTERRUPTED) from None
     done = {idx: ret for found in runs for idx, ret in found.items()}
     return [done[i] for i in sorted(done)]  # in the sweep's order
 
@@ -186,6 +199,15 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context(method)
 
 
+def _worker_start(launcher_pid: int) -> None:
+    """In each worker: a SIGTERM when the launcher's process ends (a kill -9 too), so that no
+    worker outlives its sweep; a group then stops after its step, saved, as on its own SIGTERM."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != launcher_pid:  # it ended before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _unit_in_worker(payload: bytes) -> bytes:
     """_run_unit in a worker process, with Hydra's global state as the launcher had it."""
     import cloudpickle
@@ -193,7 +215,13 @@ def _unit_in_worker(payload: bytes) -> bytes:
     state, where, unit = pickle.loads(payload)
     setup_globals()
     Singleton.set_state(state)
-    return cloudpickle.dumps(_run_unit(where, unit))
+    try:
+        return cloudpickle.dumps(_run_unit(where, unit))
+    except (SystemExit, KeyboardInterrupt):  # stopped by a signal, its place saved: the sweep ends
+        from ablate.run.checkpoint import EXIT_INTERRUPTED
+
+        logging.shutdown()
+        os._exit(EXIT_INTERRUPTED)
 
 
 def _run_unit(where: _Where, unit: list[tuple[Job, Member | None]]) -> dict[int, JobReturn]:
