@@ -145,7 +145,7 @@ def _settings(overrides: list[str]) -> dict[str, str]:
 
 
 @settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(chosen=st.dictionaries(st.sampled_from(sorted(SWEPT)), st.integers(1, 3), max_size=4),
        data=st.data())  # fmt: skip
