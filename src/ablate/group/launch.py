@@ -29,6 +29,7 @@ from ablate.group.seeds import Member
 from ablate.group.steps import blockers
 from ablate.run.identity import config_hash, previous_run, read_summary
 from ablate.run.lock import run_lock
+from ablate.run.threads import at_once
 from ablate.validate import config_problems
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def launch_grouped(
         import cloudpickle  # Hydra's configs hold classes that plain pickle cannot name
 
         log.info("%d units (groups and solo jobs), %d at a time", len(units), n_jobs)
-        workers = min(len(units), n_jobs if n_jobs > 0 else os.cpu_count() or 1)  # -1: one per core
+        workers = min(len(units), at_once(n_jobs))
         state = Singleton.get_state()
         payloads = [cloudpickle.dumps((state, where, unit)) for unit in units]
         pool = ProcessPoolExecutor(workers, mp_context=_worker_context(),

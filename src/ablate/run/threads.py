@@ -13,7 +13,11 @@ log = logging.getLogger(__name__)
 
 def parallel_jobs() -> int:
     """How many runs this launcher runs at once on this machine: its n_jobs (joblib, grouped), else 1."""
-    n_jobs = int(HydraConfig.get().launcher.get("n_jobs") or 1)
+    return at_once(int(HydraConfig.get().launcher.get("n_jobs") or 1))
+
+
+def at_once(n_jobs: int) -> int:
+    """A launcher's n_jobs as a count: -1 (or below) is one per core."""
     return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
 
 
