@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO, assert_ok, fast_overrides, run_cli, summaries
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -62,9 +62,12 @@ def test_divergence_keeps_the_first_bad_step_and_stops_at_the_next_read(losses, 
     every=st.integers(1, 8),
     max_loss=st.floats(0.5, 15),
 )
+@example(losses=[0.0, 0.0, math.nan, math.nan], chunk=3, every=2, max_loss=1.0)  # bad after a read
 def test_divergence_in_chunks_records_the_first_bad_step_of_a_chunk(losses, chunk, every, max_loss):
     """With steps_per_call > 1 the test sees a chunk's losses at once: the recorded step is still
-    the first bad one, and the stop comes at the first chunk end at or after a read point."""
+    the first bad one, and the stop comes at the end of the first chunk holding or following the
+    bad step that crosses a read point (or is the last): the flag is read there, the whole chunk's
+    losses already in it."""
     stop = DivergenceStop(max_loss, read_every=every)
     ends = [min(e, len(losses)) for e in range(chunk, len(losses) + chunk, chunk)]
     stopped_at, start = None, 0
@@ -80,10 +83,10 @@ def test_divergence_in_chunks_records_the_first_bad_step_of_a_chunk(losses, chun
         assert (stopped_at, stop.diverged_at_step) == (None, None)
         return
     assert stop.diverged_at_step == bad[0]
-    first_read = next(
-        s for s in range(bad[0], len(losses) + 1) if s % every == 0 or s == len(losses)
-    )
-    assert stopped_at == next(e for e in ends if e >= first_read)
+    starts = [0, *ends[:-1]]
+    read_at = [e for s, e in zip(starts, ends, strict=True)
+               if any(t % every == 0 for t in range(s + 1, e + 1)) or e == len(losses)]  # fmt: skip
+    assert stopped_at == next(e for e in read_at if e >= bad[0])
 
 
 def test_divergence_is_read_every_step_on_cpu_and_every_n_on_an_accelerator():
