@@ -303,6 +303,24 @@ def test_sigterm_stops_a_group_after_its_step_saved_and_every_seed_resumes(tmp_p
         _same_run(whole[name], again[name], name, exact=True)
 
 
+def test_sigterm_while_a_group_tests_finishes_every_record_then_stops(tmp_path: Path) -> None:
+    """SIGTERM after the last step, as the group tests: the test and every seed's summary finish
+    (`completed`: nothing is left to do), then the sweep stops with 143; the same command re-runs
+    nothing. (Before, the signal's default action ended the group there: every seed `running`.)"""
+    common = ["norm=batch", "seed=4,5", "group_seeds=2"]
+    assert_ok(_sweep(tmp_path, "whole", *common))
+    termed = _sweep(tmp_path, "termed", *common, env={"ABLATE_FAULT": "term_at_step:50"})
+    assert termed.returncode == 143, termed.stderr[-3000:]
+    runs = _runs(tmp_path / "termed")
+    assert len(runs) == 2 and {r["status"] for r in runs.values()} == {"completed"}
+    whole = _runs(tmp_path / "whole")
+    for name in whole:
+        _same_run(whole[name], runs[name], name, exact=True)
+    again = _sweep(tmp_path, "termed", *common)
+    assert_ok(again)
+    assert "2 finished earlier, not re-run" in again.stdout + again.stderr
+
+
 def test_a_stop_request_notes_the_signal_and_stops_as_it_asks() -> None:
     """In-process: SIGTERM or a first Ctrl-C is only noted (the loop saves, then `stop` ends as a
     solo run's interruption does); a second Ctrl-C raises at once; the handlers come back after."""
@@ -387,7 +405,9 @@ def test_a_killed_parallel_sweep_leaves_no_worker_and_resumes_to_the_uninterrupt
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the sweep"
-    assert {r["status"] for r in _runs(tmp_path / "killed").values()} == {"interrupted"}
+    # a group that had reached its last step when the signal came finishes its test: completed
+    statuses = [r["status"] for r in _runs(tmp_path / "killed").values()]
+    assert "interrupted" in statuses and set(statuses) <= {"interrupted", "completed"}, statuses
     assert_ok(_sweep(tmp_path, "killed", *common))
     whole, again = _runs(tmp_path / "whole"), _runs(tmp_path / "killed")
     for name in whole:

@@ -181,15 +181,14 @@ class GroupFit(Resumable):
                  for n in ("loss", "data_loss", "penalty")}
                 | {"train/acc": float(self.sums["correct"][i] / count[i])}, self.step)  # fmt: skip
 
-    def fit(self) -> None:
+    def fit(self, request: StopRequest) -> None:
         """Train until max_steps or max_epochs (or every seed diverged), validating on schedule."""
         start = time.perf_counter()
         self.load()
         schedule = self.schedule
-        with StopRequest() as request:
-            while not schedule.done(self.step, self.epoch) and self.alive().any():
-                if self.run_epoch(schedule, request):
-                    self.epoch += 1
+        while not schedule.done(self.step, self.epoch) and self.alive().any():
+            if self.run_epoch(schedule, request):  # a signal, even one while setting up: saved at
+                self.epoch += 1  # the next step, then stopped there
         if request.signum is not None:  # came after the last step: the last checkpoint holds
             request.stop(self.step)
         self.wall_time_s = time.perf_counter() - start
@@ -227,6 +226,8 @@ class GroupFit(Resumable):
 
     def test(self) -> None:
         """Score each completed seed's best checkpoint on the test split (and the train re-scoring)."""
+        for fault in self.faults:
+            fault.on_test_start(self, None)
         for i, r in enumerate(self.records):
             if r.alive and r.best_state is not None:
                 self.net.load_seed(i, r.best_state)
@@ -247,16 +248,24 @@ class GroupFit(Resumable):
 
 
 def train_group(members: list[Member]) -> None:
-    """Train the members (one cell, K seeds) as one model and record each as its solo run would."""
-    group = GroupFit(members)
-    try:
-        group.fit()
-        group.test()
-    except BaseException as e:
-        for r in group.records:  # the group's checkpoint holds: the same command resumes it
-            if isinstance(e, Exception):
-                r.summary.failed(e)
-            else:
-                r.summary.interrupted(group.step, group.epoch)
-        raise
-    group.finish()
+    """Train the members (one cell, K seeds) as one model and record each as its solo run would.
+
+    SIGTERM or Ctrl-C at any point is noted (StopRequest): while setting up or training, the group
+    saves at its next step and every seed is recorded `interrupted`; while testing, the test and the
+    summaries are finished first (the seeds are `completed`), then the process stops as asked.
+    """
+    with StopRequest() as request:
+        group = GroupFit(members)
+        try:
+            group.fit(request)
+            group.test()
+        except BaseException as e:
+            for r in group.records:  # the group's checkpoint holds: the same command resumes it
+                if isinstance(e, Exception):
+                    r.summary.failed(e)
+                else:
+                    r.summary.interrupted(group.step, group.epoch)
+            raise
+        group.finish()
+    if request.signum is not None:  # came while testing: every seed is recorded, the sweep stops
+        request.stop(group.step)

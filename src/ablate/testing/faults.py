@@ -21,7 +21,8 @@ FAULT_ENV = "ABLATE_FAULT"  # test-only, e.g. ABLATE_FAULT=kill_at_step:7 or oom
 
 
 class FaultInjection(L.Callback):
-    """Test-only: at the start of training step `step`, kill/terminate this process or raise.
+    """Test-only: at the start of training step `step` (or of the test, at the last step), kill or
+    terminate this process or raise.
 
     Actions: `kill` (SIGKILL), `term` (SIGTERM, as SLURM sends before preemption), `raise` (a
     RuntimeError), `oom` (torch.OutOfMemoryError: a CUDA OOM, also on CPU) and `worker_death` (SIGKILL
@@ -38,6 +39,13 @@ class FaultInjection(L.Callback):
         self.action, self.step = action, step
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
+        self._at(trainer)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module) -> None:
+        """A fault at the run's last step comes as its test starts (no training step is left)."""
+        self._at(trainer)
+
+    def _at(self, trainer: L.Trainer) -> None:
         if trainer.global_step != self.step:
             return
         log.warning("fault injection (%s): %s at step %d", FAULT_ENV, self.action, self.step)
