@@ -4,14 +4,11 @@
 from __future__ import annotations
 
 import copy
-import ctypes
 import dataclasses
 import logging
 import multiprocessing
 import os
 import pickle
-import signal
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,13 +24,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from ablate.config import swept_keys
 from ablate.group.seeds import Member
 from ablate.group.steps import blockers
+from ablate.run.forked import die_with_parent
 from ablate.run.identity import config_hash, previous_run, read_summary
 from ablate.run.lock import run_lock
 from ablate.run.threads import at_once
 from ablate.validate import config_problems
 
 log = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends
 
 
 def cell_key(overrides: Sequence[str]) -> tuple[str, ...]:
@@ -203,10 +200,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
 def _worker_start(launcher_pid: int) -> None:
     """In each worker: a SIGTERM when the launcher's process ends (a kill -9 too), so that no
     worker outlives its sweep; a group then stops after its step, saved, as on its own SIGTERM."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != launcher_pid:  # it ended before the line above
-        os.kill(os.getpid(), signal.SIGTERM)
+    die_with_parent(launcher_pid)
 
 
 def _unit_in_worker(payload: bytes) -> bytes:

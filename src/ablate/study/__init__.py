@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import itertools
 import json
 import math
@@ -39,6 +38,7 @@ from ablate.overrides import canonical, override_value, value_text
 from ablate.report import build_report
 from ablate.report.judge import Verdict, carry, judge_all
 from ablate.report.load import STUDY_FILE, ReportError, Run, find_summaries, load_run, load_sweep
+from ablate.run import forked
 from ablate.run.atomic import write_bytes_atomic
 from ablate.run.record import FINISHED
 from ablate.run.sweep_guard import SWEEP_LOCK
@@ -78,12 +78,6 @@ def _record_verdict(v: Verdict) -> dict[str, Any]:
     return {"text": v.claim.get("text"), "verdict": v.verdict, "seeds": used, "needed": needed}
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the study dies (Linux), so a killed study leaves no sweep behind."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def launch(args: list[str], sweep_dir: Path, log: Callable[[str], None] = print) -> int:
     """Run `python -m ablate.train <args>` once the sweep directory's lock is free; its exit code."""
     path = sweep_dir / SWEEP_LOCK
@@ -93,8 +87,9 @@ def launch(args: list[str], sweep_dir: Path, log: Callable[[str], None] = print)
             lock.acquire()
             lock.release()
     log("$ python -m ablate.train " + shlex.join(args))
-    cmd = [sys.executable, "-m", "ablate.train", *args]
-    child = subprocess.Popen(cmd, preexec_fn=_die_with_parent)
+    # forked from a server that imported torch and Lightning for the first round: a later round
+    # starts in ~1 s, not 5-9 s; it gets SIGTERM if the study dies, so a killed study leaves no sweep
+    child = forked.start(["-m", "ablate.train", *args], die_with_parent=True)
     try:
         return child.wait()
     except KeyboardInterrupt:
@@ -102,7 +97,7 @@ def launch(args: list[str], sweep_dir: Path, log: Callable[[str], None] = print)
         raise
 
 
-def stop_child(child: subprocess.Popen) -> None:
+def stop_child(child: forked.ForkedProgram | subprocess.Popen) -> None:
     """After Ctrl-C: let the run save its place and exit, as `ablate.train` does on SIGINT or SIGTERM.
 
     A terminal's Ctrl-C reaches the child too (one process group); `kill -INT <study>` does not,
