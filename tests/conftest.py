@@ -6,7 +6,6 @@ import json
 import os
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import forked_cli
@@ -101,25 +100,17 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def run_cli(
-    *overrides: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600,
-    fresh: bool = False,
-) -> subprocess.CompletedProcess:  # fmt: skip
+    *overrides: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run `python -m ablate.train` with the given arguments (in a process forked from one that has
-    imported torch and Lightning already: tests/forked_cli.py; `fresh`: a new interpreter, for
-    what depends on the process's own start, such as PyTorch's SIGCHLD handler for loader workers);
-    returns the completed process."""
+    imported torch and Lightning already: tests/forked_cli.py); returns the completed process."""
     full_env = {
         **os.environ,
         "NO_ALBUMENTATIONS_UPDATE": "1",
         "HYDRA_FULL_ERROR": "1",
         **(env or {}),
     }
-    if not fresh:
-        return forked_cli.run(list(overrides), cwd, full_env, timeout)
-    return subprocess.run(
-        [sys.executable, "-m", "ablate.train", *overrides],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+    return forked_cli.run(list(overrides), cwd, full_env, timeout)
 
 
 def fast_overrides(data_root: Path, tmp: Path) -> list[str]:

@@ -127,8 +127,7 @@ def test_worker_processes_keep_augmentation_reproducible(data_root, tmp_path):
     common = [*fast_overrides(data_root, tmp_path), "aug=light", "data.num_workers=2"]
     losses = []
     for name in ("a", "b"):
-        # a fresh interpreter: loader workers forked from the fork server shut down slowly (79 s -> 21 s)
-        assert_ok(run_cli(*common, f"hydra.run.dir={tmp_path / name}", fresh=True))
+        assert_ok(run_cli(*common, f"hydra.run.dir={tmp_path / name}"))
         losses.append(
             json.loads((tmp_path / name / "summary.json").read_text())["metrics"][
                 "train/loss_epoch"

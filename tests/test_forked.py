@@ -16,9 +16,9 @@ import pytest
 from ablate.run.forked import ForkedProgram
 
 SCRIPT = """
-import json, os, sys
+import json, multiprocessing, os, sys
 print(json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd(), "var": os.environ.get("FORKED_VAR"),
-                  "path0": sys.path[0]}))
+                  "path0": sys.path[0], "start": multiprocessing.get_start_method()}))
 sys.exit(int(sys.argv[1]))
 """
 
@@ -33,8 +33,11 @@ def test_a_forked_script_gets_its_argv_cwd_environment_and_exit_code(tmp_path: P
     proc = ForkedProgram([str(script), "3", "b c"], where, env, stdout=str(out))
     assert proc.wait(60) == 3 == proc.returncode
     seen = json.loads(out.read_text())
+    # the start method a fresh interpreter has (DataLoader workers, forked launcher workers), not
+    # the server's forkserver
+    fresh = subprocess.run([sys.executable, str(script), "0"], capture_output=True, text=True)
     assert seen == {"argv": ["3", "b c"], "cwd": str(where), "var": "forty-two",
-                    "path0": str(tmp_path)}  # fmt: skip
+                    "path0": str(tmp_path), "start": json.loads(fresh.stdout)["start"]}  # fmt: skip
     assert "FORKED_VAR" not in os.environ  # the caller's own environment is untouched
 
 

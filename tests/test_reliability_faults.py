@@ -113,7 +113,7 @@ def test_dataloader_worker_killed_in_one_cell_is_recorded_and_the_next_cell_comp
     # The fault is in the first cell (seed=0): the second cell runs after a worker death in the
     # same process (PyTorch's SIGCHLD handler, the dead worker's iterator) and must be unaffected.
     args = _sweep_args(data_root, tmp_path, "data.num_workers=1", "data.on_device=false")
-    proc = run_cli(*args, env={**ENV, "ABLATE_FAULT": "worker_death_at_step:2@seed=0"}, fresh=True)
+    proc = run_cli(*args, env={**ENV, "ABLATE_FAULT": "worker_death_at_step:2@seed=0"})
     _failed_cell(proc, "seed=0")
     found = summaries(tmp_path / "sweep")
     _completed(found["seed=1"])

@@ -163,10 +163,9 @@ def test_sigkill_with_loader_workers_resumes_to_the_result_without_workers(
     where the uninterrupted run without workers ends."""
     run = tmp_path / "run"
     args = _args(data_root, tmp_path, run, "data.num_workers=1", "data.on_device=false")
-    # fresh interpreters: loader workers forked from the test's fork server shut down slowly
-    killed = run_cli(*args, env={**ENV, "ABLATE_FAULT": "kill_at_step:10"}, fresh=True)
+    killed = run_cli(*args, env={**ENV, "ABLATE_FAULT": "kill_at_step:10"})
     assert killed.returncode == -signal.SIGKILL
-    assert_ok(run_cli(*args, env=ENV, fresh=True))
+    assert_ok(run_cli(*args, env=ENV))
     assert_same_result(reference, run)
 
 
