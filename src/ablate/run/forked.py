@@ -2,7 +2,7 @@
 
 A study's rounds are `python -m ablate.train -m ...` commands. Started fresh, each paid torch's,
 Lightning's and Hydra's imports again (5-9 s on the 2-core VM); forked from multiprocessing's
-forkserver, which imports them once, a round after the first starts in about a second. The child is
+forkserver, which imports them once, a round after the first starts in ~2 s. The child is
 otherwise the fresh program: its own argv, cwd and environment, ablate imported anew (the server
 preloads third-party modules only, so no state of the caller comes along), its exit status as
 `subprocess.Popen.returncode` gives it (-N for signal N). Where forkserver is not a start method

@@ -88,7 +88,7 @@ def launch(args: list[str], sweep_dir: Path, log: Callable[[str], None] = print)
             lock.release()
     log("$ python -m ablate.train " + shlex.join(args))
     # forked from a server that imported torch and Lightning for the first round: a later round
-    # starts in ~1 s, not 5-9 s; it gets SIGTERM if the study dies, so a killed study leaves no sweep
+    # starts in ~2 s, not ~8; it gets SIGTERM if the study dies, so a killed study leaves no sweep
     child = forked.start(["-m", "ablate.train", *args], die_with_parent=True)
     try:
         return child.wait()
