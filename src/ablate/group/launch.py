@@ -162,8 +162,10 @@ def launch_grouped(
         workers = min(len(units), at_once(n_jobs))
         state = Singleton.get_state()
         payloads = [cloudpickle.dumps((state, where, unit)) for unit in units]
+        # each worker gets SIGTERM when the launcher's process ends (a kill -9 too): no worker
+        # outlives its sweep; its group stops after its step, saved, as on its own SIGTERM
         pool = ProcessPoolExecutor(workers, mp_context=_worker_context(),
-                                   initializer=_worker_start, initargs=(os.getpid(),))  # fmt: skip
+                                   initializer=die_with_parent, initargs=(os.getpid(),))  # fmt: skip
         try:
             with pool:
                 runs = [pickle.loads(r) for r in pool.map(_unit_in_worker, payloads)]
@@ -195,12 +197,6 @@ def _worker_context() -> multiprocessing.context.BaseContext:
         "spawn" if torch.cuda.is_available() else "fork"
     )
     return multiprocessing.get_context(method)
-
-
-def _worker_start(launcher_pid: int) -> None:
-    """In each worker: a SIGTERM when the launcher's process ends (a kill -9 too), so that no
-    worker outlives its sweep; a group then stops after its step, saved, as on its own SIGTERM."""
-    die_with_parent(launcher_pid)
 
 
 def _unit_in_worker(payload: bytes) -> bytes:
