@@ -3,30 +3,57 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
-from conftest import assert_ok, fast_overrides, run_cli, summaries
+from conftest import REPO, assert_ok, fast_overrides, run_cli, summaries
 
 
-def test_joblib_runs_cells_in_parallel_with_threads_split(data_root, tmp_path):
+@pytest.mark.parametrize("launcher", ["hydra/launcher=joblib", "hydra/launcher=grouped"])
+def test_ctrl_c_stops_a_parallel_sweep_with_every_run_saved_and_the_same_command_resumes(
+    data_root, tmp_path, launcher
+):
+    """Ctrl-C (SIGINT to the sweep's process group, at seed 0's step 3) while 2 runs train at a time:
+    each started run is saved and recorded `interrupted`, the job not started stays so, the sweep ends
+    as Ctrl-C ends a program; the same command then completes all three, each on half the cores."""
     sweep = tmp_path / "sweep"
-    assert_ok(
-        run_cli(
-            "-m",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-            "norm=batch,group",
-            *fast_overrides(data_root, tmp_path),
-            f"hydra.sweep.dir={sweep}",
-        )
-    )
+    args = ["-m", launcher, "hydra.launcher.n_jobs=2", "seed=0,1,2",
+            *fast_overrides(data_root, tmp_path), f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "ABLATE_FAULT": "ctrl_c_at_step:3@seed=0"}
+    proc = subprocess.Popen([sys.executable, "-m", "ablate.train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGINT, err[-3000:]
+    assert err.rstrip().endswith("ablate.train: interrupted; the same command resumes")
+    assert "Traceback" not in err, err[-3000:]
+    for _ in range(100):  # no worker outlives its sweep (loky's end a moment after the launcher)
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("a worker of the stopped sweep is still running")
+    stopped = summaries(sweep)
+    first = stopped["seed=0"]
+    assert first["status"] == "interrupted" and first["interrupted_at_step"] == 4
+    assert {s["status"] for s in stopped.values()} <= {"interrupted", "completed"}, stopped
+    assert "seed=2" not in stopped or stopped["seed=2"]["status"] != "completed"  # started after it
+
+    assert_ok(run_cli(*args))
     found = summaries(sweep)
     assert sorted(found) == [
-        "norm=batch",
-        "norm=group",
-    ]  # named by the swept key, also in worker processes
+        "seed=0",
+        "seed=1",
+        "seed=2",
+    ]  # the swept key names them in workers too
     for s in found.values():
-        assert s["status"] == "completed" and s["swept"] == ["norm"]
+        assert s["status"] == "completed" and s["swept"] == ["seed"]
         assert s["threads"] == 1  # 2 cores / 2 parallel runs (os.cpu_count() is 2 here and in CI)
 
 

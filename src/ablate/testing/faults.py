@@ -1,4 +1,4 @@
-"""Test-only fault injection ($ABLATE_FAULT): kill, SIGTERM, raise, OOM or a dead loader worker at a step."""
+"""Test-only fault injection ($ABLATE_FAULT): kill, SIGTERM, Ctrl-C, raise, OOM or a dead loader worker at a step."""
 
 from __future__ import annotations
 
@@ -24,12 +24,13 @@ class FaultInjection(L.Callback):
     """Test-only: at the start of training step `step` (or of the test, at the last step), kill or
     terminate this process or raise.
 
-    Actions: `kill` (SIGKILL), `term` (SIGTERM, as SLURM sends before preemption), `raise` (a
+    Actions: `kill` (SIGKILL), `term` (SIGTERM, as SLURM sends before preemption), `ctrl_c` (SIGINT
+    to this process group, as a terminal's Ctrl-C reaches a sweep and its workers), `raise` (a
     RuntimeError), `oom` (torch.OutOfMemoryError: a CUDA OOM, also on CPU) and `worker_death` (SIGKILL
     one worker process of the training DataLoader, as the kernel's OOM killer would).
     """
 
-    ACTIONS = ("kill", "term", "raise", "oom", "worker_death")
+    ACTIONS = ("kill", "term", "ctrl_c", "raise", "oom", "worker_death")
 
     def __init__(self, action: str, step: int) -> None:
         if action not in self.ACTIONS:
@@ -59,6 +60,9 @@ class FaultInjection(L.Callback):
             )
         if self.action == "worker_death":
             kill_a_loader_worker(trainer)
+            return
+        if self.action == "ctrl_c":
+            os.killpg(os.getpgid(0), signal.SIGINT)
             return
         os.kill(os.getpid(), signal.SIGKILL if self.action == "kill" else signal.SIGTERM)
 
@@ -147,7 +151,7 @@ def fault_applies(target: tuple[str, str] | None, cfg: DictConfig | None) -> boo
 def injected_faults(cfg: DictConfig | None = None) -> list[L.Callback]:
     """The FaultInjection asked for by $ABLATE_FAULT for this run (config cfg), else none.
 
-    $ABLATE_FAULT is `<kill|term|raise|oom|worker_death>_at_step:<N>[@<key>=<value>]`; see parse_fault.
+    $ABLATE_FAULT is `<kill|term|ctrl_c|raise|oom|worker_death>_at_step:<N>[@<key>=<value>]`; see parse_fault.
     """
     spec = os.environ.get(FAULT_ENV)
     if not spec:
