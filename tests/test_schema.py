@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from ablate.preflight import check_command_line, command_line_problems
+from ablate.preflight import MODES, check_command_line, command_line_problems
 from ablate.run.identity import RESUME_MODES
 from ablate.schema.config import NODES, allowed_keys, model_of
 from ablate.techniques.norm import PLACEMENTS
@@ -179,6 +179,30 @@ def test_bad_overrides_exit_2_with_one_line_each(problems, tmp_path, capsys):
         check_command_line([*(p.override for p in problems), f"log_dir={log_dir}"])
     assert exit_.value.code == 2
     assert_refused(problems, capsys.readouterr().err, log_dir)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    modes=st.lists(st.sampled_from(sorted(MODES)), min_size=2, max_size=3, unique=True),
+    spelling=st.data(),
+)
+def test_two_hydra_modes_are_one_line_naming_both_not_hydras_traceback(modes, spelling, capsys):
+    """-m with --cfg (or any two of Hydra's modes, long or short): Hydra raises a ValueError with
+    a traceback; the command is refused with one line that names the flags as given."""
+    flags = [spelling.draw(st.sampled_from([m, *MODES[m]])) for m in modes]
+    argv = ["norm=batch"]
+    for flag in flags:
+        argv += [flag, "job"] if flag in ("--cfg", "-c") else [flag]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        check_command_line(argv)
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and all(f in line for f in flags) and "keep one" in line
+    one = next(f for f in flags if f not in ("-m", "--multirun"))
+    assert command_line_problems(["norm=batch", one]) == []  # one mode: left to Hydra
 
 
 @settings(

@@ -32,6 +32,9 @@ from ablate.schema.config import GROUPS, NODES, allowed_keys, model_of
 from ablate.validate import config_problems, fail, omegaconf_problem, one_line
 
 MULTIRUN = ("-m", "--multirun")
+# What Hydra runs: one of these modes (hydra/_internal/utils.py; it raises a ValueError for two)
+MODES = {"--run": ("-r",), "--multirun": ("-m",), "--cfg": ("-c",), "--info": ("-i",),
+         "--shell-completion": ("-sc",)}  # fmt: skip
 REMOTE_LAUNCHERS = ("submitit_slurm",)  # jobs run on other machines: their Trainer is built there
 
 
@@ -46,6 +49,9 @@ def command_line_problems(argv: list[str]) -> list[str]:
 
     Anything else Hydra is asked for (--help, --cfg, --info, another config...) is left to Hydra.
     """
+    if len(modes := _modes(argv)) > 1:
+        given = " and ".join(modes)
+        return [f"{given}: Hydra runs one mode at a time (one of {', '.join(MODES)}); keep one"]
     if any(a.startswith("-") and a not in MULTIRUN for a in argv):
         return []
     args = [a for a in argv if a not in MULTIRUN]
@@ -60,6 +66,17 @@ def command_line_problems(argv: list[str]) -> list[str]:
                 return problems
             return _cell_problems(args, multirun=False)
         return _sweep_problems(parsed)
+
+
+def _modes(argv: list[str]) -> list[str]:
+    """The mode flags in argv, each once, as given (`--cfg=job` counts as --cfg)."""
+    given = [a.split("=")[0] for a in argv if a.startswith("-")]
+    found = {}
+    for flag in given:
+        mode = next((m for m, short in MODES.items() if flag == m or flag in short), None)
+        if mode is not None:
+            found.setdefault(mode, flag)
+    return list(found.values())
 
 
 def _parse_problem(args: list[str]) -> str:
