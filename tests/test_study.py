@@ -13,9 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import REPO, fast_overrides
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from ablate.config import SWEPT_ENV, cli_swept_keys, sweep_name
@@ -348,6 +351,57 @@ def test_the_study_cli_refuses_a_declared_cap_before_anything_runs(tmp_path: Pat
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "study.max_seeds=4 can never decide a claim" in errors[0]
     assert "Traceback" not in proc.stderr and not (tmp_path / "sweep").exists()
+
+
+BAD_NUMBER = {
+    "--max-seeds": st.integers(max_value=0),
+    "--add": st.integers(max_value=0),
+    "--max-hours": st.floats(max_value=0) | st.just(float("nan")),
+    "--default-max-hours": st.floats(max_value=0) | st.just(float("nan")),
+}
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    numbers=st.dictionaries(st.sampled_from(sorted(BAD_NUMBER)), st.none(), min_size=0, max_size=4),
+    flags=st.lists(
+        st.sampled_from(["-m", "--multirun", "-c", "--cfg", "-cn"]), max_size=2, unique=True
+    ),
+    text=st.sampled_from([None, "--max-seeds", "--add", "--max-hours"]),
+    data=st.data(),
+)
+def test_bad_study_flags_are_one_line_each_and_exit_2_before_anything_is_written(
+    numbers, flags, text, data, tmp_path, capsys
+):
+    """Flags out of range (a zero --add divided the seed plan: a ZeroDivisionError; a negative
+    --max-seeds ran a study), text where a number goes, or an ablate.train flag among the
+    overrides: one `error:` line each, exit 2, no study folder."""
+    import ablate.study as study_cli
+
+    assume(numbers or flags or text)
+    argv = ["experiment=bn_mlp_quick", f"log_dir={tmp_path / 'logs'}"]
+    for flag in numbers:  # --flag=value: argparse takes "-1e+16" after a space for a flag
+        argv.append(f"{flag}={data.draw(BAD_NUMBER[flag])}")
+    if text:
+        argv += [text, "ten"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        study_cli.main([*argv, "--", *flags])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    if text:  # argparse stops at the first value it cannot read: that one line
+        assert err == [f"python -m ablate.study: error: argument {text}: invalid "
+                       f"{'float' if 'hours' in text else 'int'} value: 'ten' (see --help)"]  # fmt: skip
+    else:
+        assert len(err) == len(numbers) + len(flags), err
+        for flag in [*numbers, *flags]:
+            named = [
+                line for line in err if line.startswith((f"error: {flag} ", f"error: {flag}:"))
+            ]
+            assert len(named) == 1, (flag, err)
+    assert not (tmp_path / "logs").exists()
 
 
 def default_sigint() -> None:

@@ -30,11 +30,12 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from filelock import FileLock, Timeout
 
 from ablate.overrides import canonical, override_value, value_text
+from ablate.preflight import command_line_problems
 from ablate.report import build_report
 from ablate.report.judge import Verdict, carry, judge_all
 from ablate.report.load import STUDY_FILE, ReportError, Run, find_summaries, load_run, load_sweep
@@ -61,6 +62,7 @@ from ablate.study.rounds import (
     seeds_at,
     stop_reason,
 )
+from ablate.validate import fail
 
 __all__ = [
     "Design", "Study", "StudyError", "blocks", "budget_problem", "cells_to_extend", "claim_cells", "main",
@@ -243,14 +245,38 @@ def resolve_budget(declared: dict[str, Any], max_seeds: int | None = None, add: 
     return plan["max_seeds"], plan["add"], plan["max_hours"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error as one line (not the usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+FLAGS = {"max_seeds": "seeds per cell", "add": "seeds per round", "max_hours": "hours",
+         "default_max_hours": "hours"}  # fmt: skip
+
+
+def flag_problems(args: argparse.Namespace, overrides: Sequence[str]) -> list[str]:
+    """--max-seeds and --add must be positive integers, the hour caps positive numbers, and what is
+    passed on to ablate.train overrides, not its flags (each round is a `-m` sweep already)."""
+    problems = []
+    for key, unit in FLAGS.items():
+        value = getattr(args, key)
+        if value is not None and not value > 0:  # NaN too
+            kind = "a positive integer" if isinstance(value, int) else "a number > 0"
+            problems.append(f"--{key.replace('_', '-')} {value}: must be {kind} ({unit})")
+    for flag in (o for o in overrides if o.startswith("-")):
+        problems.append(f"{flag}: a study passes overrides to ablate.train, not flags (each round "
+                        "is a -m sweep already); drop it")  # fmt: skip
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m ablate.study experiment=<name> [options] [-- overrides]`: 0 when the report is out."""
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     own, extras = argv[:cut], argv[cut + 1 :]
-    parser = argparse.ArgumentParser(
-        prog="python -m ablate.study", description=__doc__.split("\n")[0]
-    )
+    parser = _Parser(prog="python -m ablate.study", description=__doc__.split("\n")[0])
     parser.add_argument("experiment", help="experiment=<preset> (conf/experiment/<preset>.yaml)")
     parser.add_argument("overrides", nargs="*", help="more ablate.train overrides (also after --)")
     # Defaults: the preset's declared `study:` budget, else 10 seeds, 2 per round, no time cap.
@@ -263,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(own)
     name = args.experiment.lstrip("+").removeprefix("experiment=")
     log = lambda text: print(f"ablate.study: {text}", flush=True)  # noqa: E731
+    # a bad flag or override: one line each and exit 2, before study.json or a run folder is written
+    command = ["-m", f"experiment={name}", *args.overrides, *extras]
+    if problems := flag_problems(args, command[2:]) or command_line_problems(command):
+        fail(problems)
     try:
         design = read_design(f"experiment={name}", [*args.overrides, *extras])
         log(
