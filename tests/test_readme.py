@@ -115,15 +115,46 @@ def _fast(command: str, tmp: Path) -> str:
 
 
 def _run(command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """The command through the shell; `<venv python> -m ablate.train ...` in a process forked from
-    one that has imported torch and Lightning already (the same interpreter and arguments: only
-    the ~7 s of imports are shared; tests/forked_cli.py)."""
+    """The command through the shell; `<venv python> -m ablate.<module> ...`, also as the recipe
+    that `make` runs, in a process forked from one that has imported torch and Lightning already
+    (the same interpreter, arguments and environment: only the ~7 s of imports are shared;
+    tests/forked_cli.py)."""
     words = shlex.split(command)
-    if words[1:3] == ["-m", "ablate.train"] and REPO / words[0] == Path(sys.executable):
-        return forked_cli.run(words[3:], REPO, env, timeout=600)
+    if words[0] == "make" and (recipe := _make_recipe(words, env)) is not None:
+        guards, program, make_env = recipe
+        for guard in guards:  # make's `test -n "$(EXP)" || { usage; exit 2; }` lines
+            if (checked := subprocess.run(guard, shell=True, cwd=REPO, env=make_env,
+                                          capture_output=True, text=True)).returncode:  # fmt: skip
+                return checked
+        return forked_cli.run_program(program, REPO, make_env, timeout=600)
+    if words[1:2] == ["-m"] and words[2].startswith("ablate.") and _is_venv_python(words[0]):
+        return forked_cli.run_program(words[1:], REPO, env, timeout=600)
     return subprocess.run(
         command, shell=True, cwd=REPO, env=env, capture_output=True, text=True, timeout=600
     )
+
+
+def _is_venv_python(path: str) -> bool:
+    return REPO / path == Path(sys.executable)
+
+
+def _make_recipe(words: list[str], env: dict[str, str]) -> tuple[list[str], list[str], dict] | None:
+    """What `make <target> VAR=...` would run (`make -n`): its guard lines, its one `-m ablate.<module>`
+    program and the environment make gives it (its exports and the command line's variables);
+    None for a recipe of another shape, which then runs through make itself."""
+    run = lambda *a: subprocess.run(["make", "-s", "--no-print-directory", *a], cwd=REPO, env=env,  # noqa: E731
+                                    capture_output=True, text=True)  # fmt: skip
+    dry = run("-n", *words[1:])
+    *guards, last = dry.stdout.splitlines() or [""]
+    program = shlex.split(last)
+    if dry.returncode or program[1:2] != ["-m"] or not _is_venv_python(program[0]):
+        return None
+    if not all(g.startswith("test -n ") for g in guards) or not program[2].startswith("ablate."):
+        return None
+    variables = [w for w in words[1:] if "=" in w]
+    printed = run("--eval", "_recipe_env: ; @env -0", "_recipe_env", *variables).stdout
+    make_env = dict(item.split("=", 1) for item in printed.split("\0") if "=" in item)
+    return guards, program[1:], make_env
 
 
 def _primary_setup(words: list[str]) -> list[str]:
@@ -155,16 +186,14 @@ def test_readme_command_works_as_written(command, tmp_path_factory):
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():
         pytest.skip("the README's commands train on the real datasets in ../shared/data")
     tmp = tmp_path_factory.mktemp("readme")
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "MPLBACKEND": "Agg"}
     if command.startswith("make report"):  # reports the sweep of the README's preceding command
         sweep = next(c for c in COMMANDS if c.startswith("make sweep"))
-        assert_ok(
-            subprocess.run(_fast(sweep, tmp), shell=True, cwd=REPO, capture_output=True, text=True)
-        )
+        assert_ok(_run(_fast(sweep, tmp), env))
         (found,) = (tmp / "logs" / "experiments").glob("reg_gap_quick*")
         command = command.replace(
             "logs/experiments/reg_gap_quick", f"logs/experiments/{found.name}"
         )
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "MPLBACKEND": "Agg"}
     proc = _run(_fast(command, tmp), env)
     if expected := _expected_error(command):
         assert proc.returncode == 2, proc.stderr[-3000:]
