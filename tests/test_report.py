@@ -408,6 +408,12 @@ def test_main_cli(tmp_path: Path, sweep_dir: Path, capsys):
     assert "no summary.json" in capsys.readouterr().err
     assert report.main([str(sweep_dir)]) == 0
     assert (sweep_dir / "report" / "summary.md").is_file()
+    for bad in (["--looks", "3", "2"], ["--looks", "1"], [], ["--bogus"]):  # one line, exit 2
+        with pytest.raises(SystemExit) as exit_:
+            report.main([*bad, str(sweep_dir)] if bad != [] else [])
+        assert exit_.value.code == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("python -m ablate.report: error: ") and line.endswith("(see --help)")
 
 
 def test_val_acc_best_of_diverged_runs_counts_in_claims(tmp_path: Path):

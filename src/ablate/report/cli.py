@@ -7,7 +7,6 @@ gets a "Sequential study" section (render.study_section).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from ablate.report.render.markdown import render_summary
 from ablate.report.render.panel import write_panel_plots
 from ablate.report.render.plots import write_plots
 from ablate.report.render.tables import write_csv
+from ablate.run.args import ArgumentParser
 
 
 def build_report(
@@ -41,7 +41,7 @@ def build_report(
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m ablate.report SWEEP_DIR [--looks k K]`: 0 on success, 2 if nothing to report."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m ablate.report",
         description="Summarize a Hydra sweep of ablate.train runs into SWEEP_DIR/report/.",
     )

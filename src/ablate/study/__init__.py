@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -40,6 +40,7 @@ from ablate.report import build_report
 from ablate.report.judge import Verdict, carry, judge_all
 from ablate.report.load import STUDY_FILE, ReportError, Run, find_summaries, load_run, load_sweep
 from ablate.run import forked
+from ablate.run.args import ArgumentParser
 from ablate.run.atomic import write_bytes_atomic
 from ablate.run.record import FINISHED
 from ablate.run.sweep_guard import SWEEP_LOCK
@@ -245,13 +246,6 @@ def resolve_budget(declared: dict[str, Any], max_seeds: int | None = None, add: 
     return plan["max_seeds"], plan["add"], plan["max_hours"]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with its error as one line (not the usage block first)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 FLAGS = {"max_seeds": "seeds per cell", "add": "seeds per round", "max_hours": "hours",
          "default_max_hours": "hours"}  # fmt: skip
 
@@ -276,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     own, extras = argv[:cut], argv[cut + 1 :]
-    parser = _Parser(prog="python -m ablate.study", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m ablate.study", description=__doc__.split("\n")[0])
     parser.add_argument("experiment", help="experiment=<preset> (conf/experiment/<preset>.yaml)")
     parser.add_argument("overrides", nargs="*", help="more ablate.train overrides (also after --)")
     # Defaults: the preset's declared `study:` budget, else 10 seeds, 2 per round, no time cap.
