@@ -16,7 +16,6 @@ finished rounds from disk and carries on (ablate.train resumes the interrupted r
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
 import json
@@ -44,6 +43,7 @@ from ablate.run.args import ArgumentParser
 from ablate.run.atomic import write_bytes_atomic
 from ablate.run.record import FINISHED
 from ablate.run.sweep_guard import SWEEP_LOCK
+from ablate.study.command import flag_problems, resolve_budget
 from ablate.study.design import (
     Cell,
     Design,
@@ -232,37 +232,6 @@ class Study:
     def _write(self) -> None:
         path = self.design.sweep_dir / STUDY_FILE
         write_bytes_atomic(path, json.dumps(self.record, indent=2).encode())
-
-
-def resolve_budget(declared: dict[str, Any], max_seeds: int | None = None, add: int | None = None,
-                   max_hours: float | None = None, default_max_hours: float | None = None,
-                   ) -> tuple[int, int, float | None]:  # fmt: skip
-    """(max_seeds, add, max_hours): the flags given, else the preset's `study:`, else 10, 2 and
-    default_max_hours (none unless given)."""
-    plan: dict[str, Any] = {"max_seeds": MAX_SEEDS, "add": ADD, "max_hours": default_max_hours}
-    flags = {"max_seeds": max_seeds, "add": add, "max_hours": max_hours}
-    for given in (declared, flags):  # null or absent: the level below decides
-        plan.update({k: v for k, v in given.items() if v is not None})
-    return plan["max_seeds"], plan["add"], plan["max_hours"]
-
-
-FLAGS = {"max_seeds": "seeds per cell", "add": "seeds per round", "max_hours": "hours",
-         "default_max_hours": "hours"}  # fmt: skip
-
-
-def flag_problems(args: argparse.Namespace, overrides: Sequence[str]) -> list[str]:
-    """--max-seeds and --add must be positive integers, the hour caps positive numbers, and what is
-    passed on to ablate.train overrides, not its flags (each round is a `-m` sweep already)."""
-    problems = []
-    for key, unit in FLAGS.items():
-        value = getattr(args, key)
-        if value is not None and not value > 0:  # NaN too
-            kind = "a positive integer" if isinstance(value, int) else "a number > 0"
-            problems.append(f"--{key.replace('_', '-')} {value}: must be {kind} ({unit})")
-    for flag in (o for o in overrides if o.startswith("-")):
-        problems.append(f"{flag}: a study passes overrides to ablate.train, not flags (each round "
-                        "is a -m sweep already); drop it")  # fmt: skip
-    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
