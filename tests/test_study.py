@@ -404,6 +404,20 @@ def test_bad_study_flags_are_one_line_each_and_exit_2_before_anything_is_written
     assert not (tmp_path / "logs").exists()
 
 
+def test_a_bad_override_is_refused_by_the_study_before_anything_is_written(tmp_path, capsys):
+    """As ablate.train words it (a value, an option, a key), before study.json or a run folder."""
+    import ablate.study as study_cli
+
+    for bad, says in (("optim.lr=-1", "optim.lr=-1 is not allowed: a number > 0"),
+                      ("norm=bogus", "norm=bogus is not allowed: one of ['batch', "),
+                      ("reg.l3=1", "unknown key reg.l3 for reg=none")):  # fmt: skip
+        capsys.readouterr()
+        assert study_cli.main(["experiment=bn_mlp_quick", bad, f"log_dir={tmp_path}"]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"ablate.study: error: {says}"), line
+    assert not any(tmp_path.iterdir())
+
+
 def default_sigint() -> None:
     """In the child: Ctrl-C as in a terminal, whatever the test runner's own handling."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)

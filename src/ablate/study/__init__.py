@@ -34,7 +34,6 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ablate.overrides import canonical, override_value, value_text
-from ablate.preflight import command_line_problems
 from ablate.report import build_report
 from ablate.report.judge import Verdict, carry, judge_all
 from ablate.report.load import STUDY_FILE, ReportError, Run, find_summaries, load_run, load_sweep
@@ -253,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.experiment.lstrip("+").removeprefix("experiment=")
     log = lambda text: print(f"ablate.study: {text}", flush=True)  # noqa: E731
     # a bad flag or override: one line each and exit 2, before study.json or a run folder is written
-    command = ["-m", f"experiment={name}", *args.overrides, *extras]
-    if problems := flag_problems(args, command[2:]) or command_line_problems(command):
+    if problems := flag_problems(args, [*args.overrides, *extras]):
         fail(problems)
     try:
         design = read_design(f"experiment={name}", [*args.overrides, *extras])
@@ -270,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"warning: {problem}; running as asked (--max-seeds/--add)")
         Study(design, *budget, log, ["ablate.study", *argv]).run()
     except StudyError as e:
-        print(f"ablate.study: error: {e}", file=sys.stderr)
+        for line in str(e).splitlines():
+            print(f"ablate.study: error: {line}", file=sys.stderr)
         return e.code
     return 0

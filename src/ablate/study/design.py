@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from ablate.config import CONF_DIR
 from ablate.overrides import bare, override_key, override_value
+from ablate.preflight import compose_problem
 from ablate.report.load import open_problems
+from ablate.validate import typed_problems
 
 Cell = tuple[str, ...]
 
@@ -114,8 +117,8 @@ def read_design(experiment: str, extras: list[str]) -> Design:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             cfg = compose("train", overrides=composed, return_hydra_config=True)
-        except Exception as e:  # noqa: BLE001
-            raise StudyError(f"cannot compose {' '.join(composed)}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - Hydra's refusal, as ablate.train words it
+            raise StudyError(compose_problem(e, composed)) from None
     if not str(cfg.hydra.sweeper._target_).endswith("BasicSweeper"):
         raise StudyError("a study needs Hydra's basic (grid) sweeper")
     if "${now:" in str(OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("dir")):
@@ -131,6 +134,12 @@ def read_design(experiment: str, extras: list[str]) -> Design:
         raise StudyError(f"a study needs integer seeds swept by the preset, got seed={seeds}")
     factors = {k: v for k, v in levels.items() if not k.startswith("hydra")}
     sweep_dir = Path(str(cfg.hydra.sweep.dir)).expanduser().resolve()
+    # each value of the first job checked as ablate.train checks it (no model built: ~0.01 s), so
+    # that a bad one is refused before study.json is written; other swept values: by round 1
+    cfg.hydra.runtime.output_dir = str(sweep_dir)
+    HydraConfig.instance().set_config(cfg)
+    if problems := typed_problems(cfg, dict(cfg.hydra.runtime.choices))[0]:
+        raise StudyError("\n".join(problems))
     budget = OmegaConf.to_container(cfg.study, resolve=True) if cfg.get("study") else {}
     claims = len(OmegaConf.select(cfg, "report.claims", default=None) or [])
     declared = OmegaConf.select(cfg, "report.open", default=None)
