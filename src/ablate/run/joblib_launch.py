@@ -12,7 +12,6 @@ the launcher stops at once, as joblib does (each run's periodic last.ckpt resume
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import signal
 from collections.abc import Sequence
@@ -30,11 +29,8 @@ _in_job = False  # this process runs a job (a worker, or the launcher when jobli
 _launcher = False  # this process is the launcher, waiting for its workers
 
 
-@dataclasses.dataclass(frozen=True)
 class Stopped:
     """A job that Ctrl-C stopped (its run saved and recorded) or that did not start after one."""
-
-    idx: int
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
@@ -61,19 +57,20 @@ def run_job(idx: int, *args: Any) -> JobReturn | Stopped:
 
     global _in_job, _stopping
     if _stopping:
-        return Stopped(idx)
+        return Stopped()
     _in_job = True
     try:
         return execute_job(idx, *args)
     except KeyboardInterrupt:  # the run is recorded `interrupted`, its place saved
         _stopping = True
-        return Stopped(idx)
+        return Stopped()
     finally:
         _in_job = False
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) -> list[JobReturn]:
-    """Hydra's joblib launch (loky workers), with Ctrl-C waiting for the runs to save."""
+    """Hydra's joblib launch (hydra_joblib_launcher._core.launch, which hard-wires its job function
+    and backend), with loky workers that note Ctrl-C and a first Ctrl-C waiting for the runs to save."""
     from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
     from joblib import Parallel, delayed
     from joblib._parallel_backends import LokyBackend
