@@ -49,10 +49,10 @@ mlflow:  ## serve the logger=mlflow store logs/mlruns on http://localhost:5000 (
 	MLFLOW_ALLOW_FILE_STORE=true $(VENV)/bin/mlflow ui --backend-store-uri logs/mlruns --port 5000
 
 test:  ## the test suite (what CI runs): ~14-16 minutes on 2 CPU cores (goal: 12)
-	$(PY) -m pytest -m "not slow" -q -n auto
+	$(PY) -m pytest -m "not slow" -q -n auto --dist worksteal
 
 test-all:  ## every test, including the slow ones
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 lint:  ## ruff format check + lint
 	$(VENV)/bin/ruff format --check src tests benchmarks

@@ -9,10 +9,14 @@ ablate imported anew, stdout and stderr captured at the file descriptors, its ex
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import tempfile
+import weakref
 from pathlib import Path
 
+from ablate.run import forked
 from ablate.run.forked import ForkedProgram
 
 
@@ -39,3 +43,65 @@ def run_program(
             raise
         stdout, stderr = (Path(p).read_text(errors="replace") for p in (out, err))
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _terminal_child(program: list[str], cwd: str, env: dict[str, str], out: str, err: str,
+                    new_session: bool) -> None:  # fmt: skip
+    """In the forked child: a terminal job's process (its own session if asked; Ctrl-C raising
+    KeyboardInterrupt, whatever the test runner's own handling), output to files, then the program."""
+    if new_session:
+        os.setsid()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    targets = {path: os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC) for path in {out, err}}
+    os.dup2(targets[out], 1)
+    os.dup2(targets[err], 2)  # err == out: one file, as stderr=subprocess.STDOUT gives
+    for fd in targets.values():
+        os.close(fd)
+    forked._child(program, cwd, env, None, None, False)
+
+
+class Started:
+    """`subprocess.Popen([python, *program], text=True, stdout=PIPE, stderr=PIPE or STDOUT,
+    start_new_session=...)` with Ctrl-C as in a terminal, forked as `run_program` forks: the part
+    of Popen's interface the tests use (pid, poll, wait, communicate, send_signal, kill)."""
+
+    def __init__(self, program: list[str], cwd: Path, env: dict[str, str],
+                 merge_stderr: bool = False, new_session: bool = False) -> None:  # fmt: skip
+        self._dir = tempfile.mkdtemp()
+        self._out = os.path.join(self._dir, "out")
+        self._err = self._out if merge_stderr else os.path.join(self._dir, "err")
+        weakref.finalize(self, shutil.rmtree, self._dir, True)
+        args = (list(program), os.fspath(cwd), dict(env), self._out, self._err, new_session)
+        self._proc = forked._server().Process(target=_terminal_child, args=args)
+        self._proc.start()
+        self.pid = self._proc.pid
+        self.args = ["python", *program]
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.exitcode
+
+    def poll(self) -> int | None:
+        """The exit status, or None while running."""
+        return self._proc.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the exit (subprocess.TimeoutExpired after `timeout` seconds); its status."""
+        self._proc.join(timeout)
+        if self._proc.exitcode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return self._proc.exitcode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str | None]:
+        """Wait for the exit; its stdout and stderr (None when merged into stdout), as text."""
+        self.wait(timeout)
+        out = Path(self._out).read_text(errors="replace")
+        err = None if self._err == self._out else Path(self._err).read_text(errors="replace")
+        return out, err
+
+    def send_signal(self, sig: int) -> None:
+        if self._proc.exitcode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)

@@ -6,10 +6,10 @@ import json
 import math
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
+import forked_cli
 import lightning as L
 import pytest
 import torch
@@ -391,8 +391,7 @@ def test_a_killed_parallel_sweep_leaves_no_worker_and_resumes_to_the_uninterrupt
     assert_ok(_sweep(tmp_path, "whole", *common))
     args = [a for a in run_cli_args(tmp_path, "killed", *common) if a != "-m"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    proc = subprocess.Popen([str(REPO / ".venv/bin/python"), "-m", "ablate.train", "-m", *args],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = forked_cli.Started(["-m", "ablate.train", "-m", *args], REPO, env)
     deadline = time.monotonic() + 120
     while len(list((tmp_path / "killed").glob("*/checkpoints/group-*.ckpt"))) < 2:
         assert proc.poll() is None and time.monotonic() < deadline, "no group saved a step"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
+import forked_cli
 import pytest
 from conftest import REPO, assert_ok, fast_overrides, run_cli, summaries
 
@@ -23,10 +22,7 @@ def test_ctrl_c_stops_a_parallel_sweep_with_every_run_saved_and_the_same_command
     args = ["-m", launcher, "hydra.launcher.n_jobs=2", "seed=0,1,2",
             *fast_overrides(data_root, tmp_path), f"hydra.sweep.dir={sweep}"]  # fmt: skip
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "ABLATE_FAULT": "ctrl_c_at_step:3@seed=0"}
-    proc = subprocess.Popen([sys.executable, "-m", "ablate.train", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    proc = forked_cli.Started(["-m", "ablate.train", *args], REPO, env, new_session=True)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGINT, err[-3000:]
     assert err.rstrip().endswith("ablate.train: interrupted; the same command resumes")
@@ -176,3 +172,37 @@ def test_a_sweep_takes_the_jobs_its_config_check_composed(tmp_path):
     for job, a, b in zip(jobs, checked, launched, strict=True):
         expected = OmegaConf.to_container(plain.load_sweep_config(master, job))
         assert OmegaConf.to_container(a) == OmegaConf.to_container(b) == expected, job
+
+
+def test_a_worker_hands_back_a_stopped_job_and_starts_none_after_the_signal(monkeypatch):
+    """A job ended by Ctrl-C or SIGTERM (saved) comes back as a value, so the pool never sees a
+    worker end (which made it kill the other workers, one of them still saving); the jobs the worker
+    gets afterwards do not start; the launcher then ends as the signal ends a program."""
+    import signal
+
+    from ablate.run import parallel_stop
+    from ablate.run.checkpoint import EXIT_INTERRUPTED
+
+    def stopped_by(exc: BaseException):
+        def job(_):
+            raise exc
+
+        return job
+
+    started = []
+    for exc, signum, ends in ((KeyboardInterrupt(), signal.SIGINT, KeyboardInterrupt),
+                              (SystemExit(EXIT_INTERRUPTED), signal.SIGTERM, SystemExit)):  # fmt: skip
+        monkeypatch.setattr(parallel_stop, "_stopping", None)
+        assert parallel_stop.run_stoppable(started.append, 1) is None and started == [1]
+        first = parallel_stop.run_stoppable(stopped_by(exc), 2)
+        later = parallel_stop.run_stoppable(started.append, 3)
+        assert isinstance(first, parallel_stop.Stopped) and first.signum == signum
+        assert isinstance(later, parallel_stop.Stopped) and started == [1]  # job 3 never started
+        with pytest.raises(ends):
+            parallel_stop.end_if_stopped([None, first, later])
+        started.clear()
+    monkeypatch.setattr(parallel_stop, "_stopping", None)
+    with pytest.raises(SystemExit) as failed:  # any other exit is the job's own: it propagates
+        parallel_stop.run_stoppable(stopped_by(SystemExit(2)), 4)
+    assert failed.value.code == 2 and parallel_stop.run_stoppable(started.append, 5) is None
+    parallel_stop.end_if_stopped([None, {"a": 1}])  # nothing stopped: the sweep goes on

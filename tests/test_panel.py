@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
+import forked_cli
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -173,8 +172,7 @@ def test_a_shrunk_grid_study_runs_end_to_end_with_a_panel_cell_per_claim_and_set
         f"report.claims={claims}", f"hydra.sweep.dir={sweep}",
     ]  # fmt: skip
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "MPLBACKEND": "Agg"}
-    proc = subprocess.run([sys.executable, "-m", "ablate.study", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = forked_cli.run_program(["-m", "ablate.study", *args], REPO, env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     statuses = sorted(
         (p.parent.name, json.loads(p.read_text())["status"]) for p in sweep.glob("*/summary.json")

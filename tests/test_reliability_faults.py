@@ -10,11 +10,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
+import forked_cli
 import lightning as L
 import pytest
 import torch
@@ -256,14 +256,8 @@ def test_submitit_preemption_signal_saves_at_the_next_step_requeues_and_resumes_
     # timeout_min=60 (the default): a signal in the first 48 minutes counts as a preemption, not a
     # timeout (submitit/core/job_environment.py SignalHandler.has_timed_out).
     args = [*common, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=60"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ablate.train", *args, f"hydra.sweep.dir={sweep}"],
-        cwd=REPO,
-        env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", **ENV},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = forked_cli.Started(["-m", "ablate.train", *args, f"hydra.sweep.dir={sweep}"], REPO,
+                              {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", **ENV})  # fmt: skip
     deadline = time.time() + 300
     while not (last := list(sweep.glob("*/checkpoints/last.ckpt"))):  # step 4 of 12: mid-training
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]

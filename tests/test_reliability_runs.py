@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import forked_cli
 import pytest
 import torch
 from conftest import REPO, assert_ok, fast_overrides, run_cli, summaries
@@ -49,20 +50,13 @@ def _summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
 
-def _popen(args: list[str], env: dict | None = None) -> subprocess.Popen:
-    # Ctrl-C as in a terminal: a background job of a non-interactive shell ignores it (inherited)
-    return subprocess.Popen(
-        [sys.executable, "-m", "ablate.train", *args],
-        cwd=REPO,
-        env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", **ENV, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+def _popen(args: list[str], env: dict | None = None) -> forked_cli.Started:
+    """`python -m ablate.train <args>` with Ctrl-C as in a terminal (forked: tests/forked_cli.py)."""
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", **ENV, **(env or {})}
+    return forked_cli.Started(["-m", "ablate.train", *args], REPO, env)
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_for(path: Path, proc: forked_cli.Started, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while not path.exists():
         assert proc.poll() is None, f"exited {proc.returncode} before {path} appeared"

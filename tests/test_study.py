@@ -9,10 +9,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import forked_cli
 import pytest
 from conftest import REPO, fast_overrides
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -208,15 +208,14 @@ def _study_args(
     ]  # fmt: skip
 
 
-def _study(*args: str, **kw) -> subprocess.Popen:
+def _study(*args: str, new_session: bool = False) -> forked_cli.Started:
+    """`python -m ablate.study <args>` (stderr into stdout), forked as the CLI tests fork it."""
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "MPLBACKEND": "Agg"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "ablate.study", *args], cwd=REPO, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw,
-    )  # fmt: skip
+    return forked_cli.Started(["-m", "ablate.study", *args], REPO, env, merge_stderr=True,
+                              new_session=new_session)  # fmt: skip
 
 
-def _finish(proc: subprocess.Popen) -> str:
+def _finish(proc: forked_cli.Started) -> str:
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-4000:]
     return out
@@ -341,11 +340,10 @@ def test_a_seed_cap_that_can_never_decide_is_refused_and_every_preset_can_decide
 
 def test_the_study_cli_refuses_a_declared_cap_before_anything_runs(tmp_path: Path):
     """A preset (or +study.max_seeds) that plans too few seeds is refused; --max-seeds only warns."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "ablate.study", "experiment=bn_mlp_quick", "study.max_seeds=4",
+    proc = forked_cli.run_program(
+        ["-m", "ablate.study", "experiment=bn_mlp_quick", "study.max_seeds=4",
          f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"},
+        REPO, {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
@@ -418,11 +416,6 @@ def test_a_bad_override_is_refused_by_the_study_before_anything_is_written(tmp_p
     assert not any(tmp_path.iterdir())
 
 
-def default_sigint() -> None:
-    """In the child: Ctrl-C as in a terminal, whatever the test runner's own handling."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _interrupted(data_root: Path, tmp: Path, whole_group: bool) -> tuple[str, int, dict]:
     """A study whose first run is stopped mid-training by SIGINT: its output, status and summary."""
     args = _study_args(data_root, tmp, "", "20,50")
@@ -431,7 +424,7 @@ def _interrupted(data_root: Path, tmp: Path, whole_group: bool) -> tuple[str, in
              "callbacks.last_checkpoint.every_n_train_steps=4"]  # fmt: skip
     # its own process group, as a terminal's job, with Ctrl-C not ignored (as a background job
     # of a non-interactive shell has it, and Python then leaves it so)
-    proc = _study(*args, start_new_session=True, preexec_fn=default_sigint)
+    proc = _study(*args, new_session=True)
     sweep, deadline = tmp / "sweep", time.monotonic() + 240
     try:
         while not any(sweep.glob("*/checkpoints/last.ckpt")):

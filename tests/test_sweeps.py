@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
+import forked_cli
 from conftest import REPO, assert_ok, fast_overrides, run_cli, summaries
 
 
@@ -73,13 +72,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(data_root, tmp_path):
     args = [*fast_overrides(data_root, tmp_path), "trainer.max_epochs=6", f"hydra.run.dir={run}"]
     args = [a for a in args if a != "trainer.max_epochs=1"]
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ablate.train", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = forked_cli.Started(["-m", "ablate.train", *args], REPO, env)
     last = run / "checkpoints" / "last.ckpt"
     deadline = time.time() + 120
     while not last.exists() and time.time() < deadline and proc.poll() is None:

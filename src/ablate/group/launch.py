@@ -27,6 +27,7 @@ from ablate.group.steps import blockers
 from ablate.run.forked import die_with_parent
 from ablate.run.identity import config_hash, previous_run, read_summary
 from ablate.run.lock import run_lock
+from ablate.run.parallel_stop import end_if_stopped, launcher_waiting, run_stoppable, worker_start
 from ablate.run.threads import at_once
 from ablate.validate import config_problems
 
@@ -164,16 +165,18 @@ def launch_grouped(
         payloads = [cloudpickle.dumps((state, where, unit)) for unit in units]
         # each worker gets SIGTERM when the launcher's process ends (a kill -9 too): no worker
         # outlives its sweep; its group stops after its step, saved, as on its own SIGTERM
+        # (Ctrl-C and SIGTERM reach every worker of the group: ablate.run.parallel_stop)
         pool = ProcessPoolExecutor(workers, mp_context=_worker_context(),
-                                   initializer=die_with_parent, initargs=(os.getpid(),))  # fmt: skip
+                                   initializer=_worker_start, initargs=(os.getpid(),))  # fmt: skip
         try:
-            with pool:
+            with launcher_waiting(), pool:
                 runs = [pickle.loads(r) for r in pool.map(_unit_in_worker, payloads)]
-        except BrokenProcessPool:  # a worker ended by a signal, its group saved where it stopped
+        except BrokenProcessPool:  # a worker was killed (kill -9, out of memory)
             from ablate.run.checkpoint import EXIT_INTERRUPTED
 
             log.warning("a worker was stopped: run the same command to resume")
             raise SystemExit(EXIT_INTERRUPTED) from None
+        end_if_stopped(runs)
     done = {idx: ret for found in runs for idx, ret in found.items()}
     return [done[i] for i in sorted(done)]  # in the sweep's order
 
@@ -199,20 +202,21 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context(method)
 
 
+def _worker_start(launcher: int) -> None:
+    """A worker's initializer: it ends with the launcher, and notes a Ctrl-C between units."""
+    die_with_parent(launcher)
+    worker_start()
+
+
 def _unit_in_worker(payload: bytes) -> bytes:
-    """_run_unit in a worker process, with Hydra's global state as the launcher had it."""
+    """_run_unit in a worker process, with Hydra's global state as the launcher had it; a unit that
+    a signal stopped (saved), or that came after one, is handed back as Stopped."""
     import cloudpickle
 
     state, where, unit = pickle.loads(payload)
     setup_globals()
     Singleton.set_state(state)
-    try:
-        return cloudpickle.dumps(_run_unit(where, unit))
-    except (SystemExit, KeyboardInterrupt):  # stopped by a signal, its place saved: the sweep ends
-        from ablate.run.checkpoint import EXIT_INTERRUPTED
-
-        logging.shutdown()
-        os._exit(EXIT_INTERRUPTED)
+    return cloudpickle.dumps(run_stoppable(_run_unit, where, unit))
 
 
 def _run_unit(where: _Where, unit: list[tuple[Job, Member | None]]) -> dict[int, JobReturn]:
