@@ -175,34 +175,62 @@ def test_a_sweep_takes_the_jobs_its_config_check_composed(tmp_path):
 
 
 def test_a_worker_hands_back_a_stopped_job_and_starts_none_after_the_signal(monkeypatch):
-    """A job ended by Ctrl-C or SIGTERM (saved) comes back as a value, so the pool never sees a
-    worker end (which made it kill the other workers, one of them still saving); the jobs the worker
-    gets afterwards do not start; the launcher then ends as the signal ends a program."""
+    """A job ended by Ctrl-C (saved) comes back as a value, so the pool never sees a worker end
+    (which made it kill the other workers, one of them still saving); the jobs the worker gets
+    afterwards do not start; the launcher then ends as Ctrl-C ends a program. A worker's first
+    Ctrl-C in a job is noted (its fit stops after a batch: ablate.run.ctrl_c), a second raises."""
     import signal
 
     from ablate.run import parallel_stop
-    from ablate.run.checkpoint import EXIT_INTERRUPTED
 
-    def stopped_by(exc: BaseException):
+    def pressed(times: int):
         def job(_):
-            raise exc
+            for _ in range(times):
+                parallel_stop._on_sigint(signal.SIGINT, None)
+                started.append("noted")
 
         return job
 
+    def interrupted(_):
+        raise KeyboardInterrupt
+
+    def terminated(_):  # SIGTERM's exit, saved
+        raise SystemExit(143)
+
     started = []
-    for exc, signum, ends in ((KeyboardInterrupt(), signal.SIGINT, KeyboardInterrupt),
-                              (SystemExit(EXIT_INTERRUPTED), signal.SIGTERM, SystemExit)):  # fmt: skip
+    for job, noted in ((interrupted, []), (pressed(2), ["noted"])):
         monkeypatch.setattr(parallel_stop, "_stopping", None)
         assert parallel_stop.run_stoppable(started.append, 1) is None and started == [1]
-        first = parallel_stop.run_stoppable(stopped_by(exc), 2)
+        first = parallel_stop.run_stoppable(job, 2)
         later = parallel_stop.run_stoppable(started.append, 3)
-        assert isinstance(first, parallel_stop.Stopped) and first.signum == signum
-        assert isinstance(later, parallel_stop.Stopped) and started == [1]  # job 3 never started
-        with pytest.raises(ends):
+        assert isinstance(first, parallel_stop.Stopped) and parallel_stop.noted() == signal.SIGINT
+        assert isinstance(later, parallel_stop.Stopped) and started == [1, *noted]  # 3: not started
+        with pytest.raises(KeyboardInterrupt):
             parallel_stop.end_if_stopped([None, first, later])
         started.clear()
     monkeypatch.setattr(parallel_stop, "_stopping", None)
-    with pytest.raises(SystemExit) as failed:  # any other exit is the job's own: it propagates
-        parallel_stop.run_stoppable(stopped_by(SystemExit(2)), 4)
-    assert failed.value.code == 2 and parallel_stop.run_stoppable(started.append, 5) is None
+    with pytest.raises(SystemExit):  # SIGTERM's exit (a killed launcher's workers) ends the worker
+        parallel_stop.run_stoppable(terminated, 4)
+    assert parallel_stop.run_stoppable(started.append, 5) is None and started == [5]
     parallel_stop.end_if_stopped([None, {"a": 1}])  # nothing stopped: the sweep goes on
+
+
+def test_a_ctrl_c_noted_before_the_fit_stops_it_after_its_first_batch(monkeypatch):
+    """A worker's Ctrl-C that came before the fit (data, model, Trainer being built) stops the fit
+    as a Ctrl-C during it does, and a group's loop after its first step."""
+    import signal
+
+    from ablate.run import parallel_stop
+    from ablate.run.ctrl_c import CtrlC
+    from ablate.run.stop_request import StopRequest
+
+    for before, expected in ((None, False), (signal.SIGINT, True)):
+        monkeypatch.setattr(parallel_stop, "_stopping", before)
+        ctrl_c = CtrlC()
+        ctrl_c.arm(trainer=None)
+        try:
+            assert ctrl_c.received is expected
+        finally:
+            ctrl_c.disarm()
+        with StopRequest() as request:
+            assert request.signum == before

@@ -171,7 +171,7 @@ def launch_grouped(
         try:
             with launcher_waiting(), pool:
                 runs = [pickle.loads(r) for r in pool.map(_unit_in_worker, payloads)]
-        except BrokenProcessPool:  # a worker was killed (kill -9, out of memory)
+        except BrokenProcessPool:  # a worker ended: SIGTERM (saved), kill -9, out of memory
             from ablate.run.checkpoint import EXIT_INTERRUPTED
 
             log.warning("a worker was stopped: run the same command to resume")
@@ -210,13 +210,21 @@ def _worker_start(launcher: int) -> None:
 
 def _unit_in_worker(payload: bytes) -> bytes:
     """_run_unit in a worker process, with Hydra's global state as the launcher had it; a unit that
-    a signal stopped (saved), or that came after one, is handed back as Stopped."""
+    Ctrl-C stopped (saved), or that came after one, is handed back as Stopped."""
     import cloudpickle
 
     state, where, unit = pickle.loads(payload)
     setup_globals()
     Singleton.set_state(state)
-    return cloudpickle.dumps(run_stoppable(_run_unit, where, unit))
+    try:
+        return cloudpickle.dumps(run_stoppable(_run_unit, where, unit))
+    except (
+        SystemExit
+    ):  # SIGTERM (the launcher, killed, ends its workers so): saved, the worker ends
+        from ablate.run.checkpoint import EXIT_INTERRUPTED
+
+        logging.shutdown()
+        os._exit(EXIT_INTERRUPTED)
 
 
 def _run_unit(where: _Where, unit: list[tuple[Job, Member | None]]) -> dict[int, JobReturn]:

@@ -21,6 +21,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
 
+from ablate.run.parallel_stop import noted
+
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +45,11 @@ class CtrlC:
         if current == signal.SIG_IGN:
             return  # started with Ctrl-C ignored (a background job of a script): leave it so
         self._trainer, self.received, self.hard, self.armed = trainer, False, False, True
+        if (
+            noted() == signal.SIGINT
+        ):  # a sweep's worker noted it before the fit: stop at once, saved
+            self.received = True
+            log.warning("Ctrl-C came before the fit: stopping after its first batch and saving")
         if current != self._on_sigint:  # Lightning's teardown puts back what it found: this one
             self._previous = current
             signal.signal(signal.SIGINT, self._on_sigint)

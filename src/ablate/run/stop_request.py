@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from ablate.run.checkpoint import EXIT_INTERRUPTED
+from ablate.run.parallel_stop import noted
 
 log = logging.getLogger(__name__)
 NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
@@ -29,6 +30,7 @@ class StopRequest:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequest:
+        self.signum = noted()  # a sweep's worker noted Ctrl-C before the loop: stop after a step
         if threading.current_thread() is threading.main_thread():
             for sig in NAMES:
                 if signal.getsignal(sig) != signal.SIG_IGN:  # a background job's ignored Ctrl-C
