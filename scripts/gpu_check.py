@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+FORKED = False  # --dry-run: Python commands forked (see run)
 # A row's command gets at most this many seconds (the whole check must fit a 10-minute device call).
 LIMITS = {"speedrun": 150, "airbench": 90, "mlp": 120, "vectorized": 40, "first_look": 180}
 TOY = ["trainer=cpu", "trainer.precision=32-true", "data.train_subset=256",
@@ -34,10 +35,17 @@ TOY = ["trainer=cpu", "trainer.precision=32-true", "data.train_subset=256",
 
 
 def run(cmd: list[str], limit: float, cwd: Path = REPO) -> tuple[float, str | None, str]:
-    """(wall seconds, problem or None, output tail) of `cmd`, stopped after `limit` seconds."""
+    """(wall seconds, problem or None, output tail) of `cmd`, stopped after `limit` seconds. In a dry
+    run a Python command is forked from a process that imported torch and Lightning once
+    (ablate.run.forked): its start-up is not what a dry run checks."""
     t = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=limit)
+        if FORKED and cmd[0] == sys.executable:
+            from ablate.run import forked
+
+            proc = forked.run(cmd[1:], cwd, timeout=limit)
+        else:
+            proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired:
         return time.perf_counter() - t, f"stopped at its {limit:.0f} s limit", ""
     out = proc.stdout + proc.stderr
@@ -189,6 +197,8 @@ def main() -> int:
     p.add_argument("--out", type=Path, help="also write the table here (a file)")
     p.add_argument("--parts", default=",".join(PARTS), help=f"which rows, of {','.join(PARTS)}")
     args = p.parse_args()
+    global FORKED
+    FORKED = args.dry_run
     import torch
 
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"

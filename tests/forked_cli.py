@@ -17,7 +17,6 @@ import weakref
 from pathlib import Path
 
 from ablate.run import forked
-from ablate.run.forked import ForkedProgram
 
 
 def run(
@@ -32,17 +31,7 @@ def run_program(
 ) -> subprocess.CompletedProcess:
     """`python <program>` (`-m module args` or `script.py args`) in a forked child, as subprocess.run
     would run it with capture_output and text."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out, err = os.path.join(tmp, "out"), os.path.join(tmp, "err")
-        proc = ForkedProgram(program, cwd, env, stdout=out, stderr=err)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
-        stdout, stderr = (Path(p).read_text(errors="replace") for p in (out, err))
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return forked.run(program, cwd, env, timeout)
 
 
 def _terminal_child(program: list[str], cwd: str, env: dict[str, str], out: str, err: str,

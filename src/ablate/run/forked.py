@@ -18,7 +18,9 @@ import runpy
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 # Third-party only: ablate itself is imported in each child, under the child's environment.
 PRELOAD = ("torch", "lightning", "hydra", "omegaconf", "torchmetrics", "scipy.stats", "albumentations",
@@ -144,3 +146,20 @@ def start(
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return subprocess.Popen([sys.executable, *program])  # Windows: no forking
     return ForkedProgram(program, die_with_parent=die_with_parent)
+
+
+def run(program: Sequence[str], cwd: str | os.PathLike | None = None,
+        env: dict[str, str] | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    """`subprocess.run([python, *program], capture_output=True, text=True, timeout=timeout)`, forked
+    from the server: for a caller that checks what a program prints, not how long it takes to start."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out, err = os.path.join(tmp, "out"), os.path.join(tmp, "err")
+        proc = ForkedProgram(program, cwd, env, stdout=out, stderr=err)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+        stdout, stderr = (Path(p).read_text(errors="replace") for p in (out, err))
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
