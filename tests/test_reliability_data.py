@@ -17,6 +17,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import forked_cli
 import numpy as np
 import pytest
 from conftest import REPO, fast_overrides, load_dataset, locate_dataset, patch_read, run_cli
@@ -388,13 +389,9 @@ def test_two_processes_share_one_decode(data_root, tmp_path):
     work.mkdir()
     script = work / "child.py"
     script.write_text(CHILD)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(data_root), str(cache), str(work), name],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+    procs = [  # two processes (forked: tests/forked_cli.py), each importing ablate anew
+        forked_cli.Started(
+            [str(script), str(data_root), str(cache), str(work), name], REPO, dict(os.environ)
         )
         for name in ("a", "b")
     ]
