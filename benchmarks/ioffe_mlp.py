@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ablate.testing.bench import QUICK_CLI, data_overrides, figure, parse_args, run_cli
+from ablate.testing.bench import QUICK_CLI, data_overrides, figure, parse_args, run_cli, run_python
 
 SEEDS, NORMS = (0, 1, 2), ("none", "batch")
 
@@ -108,9 +107,9 @@ def plain(root: Path, steps: int, every: int, eval_batch: int, subset: int | Non
 
 
 def timed(cmd: list[str]) -> float:
-    """Seconds from launch to exit of `cmd` (a fresh process); exits with its error if it fails."""
+    """Seconds from launch to exit of `python <cmd>` (a fresh process); exits with its error if it fails."""
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = run_python(cmd)
     if proc.returncode:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"{' '.join(cmd)}\nexited {proc.returncode}")
@@ -134,7 +133,7 @@ def main() -> None:
     if args.plain:
         return plain(root, args.steps, args.every, args.eval_batch, args.subset)
     threads = torch.get_num_threads()
-    plain_cmd = [sys.executable, __file__, "--plain", "--data-root", str(root), "--steps",
+    plain_cmd = [str(Path(__file__).resolve()), "--plain", "--data-root", str(root), "--steps",
                  str(args.steps), "--every", str(args.every), "--eval-batch", str(args.eval_batch),
                  *(["--subset", str(args.subset)] if args.subset else [])]  # fmt: skip
     serial = ["hydra.launcher.n_jobs=1", f"threads={threads}"]  # the preset runs 2 units at once

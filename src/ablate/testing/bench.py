@@ -32,6 +32,9 @@ from ablate.models import build_model
 if TYPE_CHECKING:
     import lightning as L
 
+# --quick checks that a script runs, not how fast: its whole-process commands are forked from a
+# process that imported torch and Lightning once (ablate.run.forked), not started fresh
+_forked = False
 QUICK_SUBSET = 256  # training images under --quick: fewer than the tests' generated datasets hold
 # Under --quick, a CLI run validates and tests on 2 batches (whether the preset sets these or not),
 # on one thread like the benchmark itself: quick runs share the cores with a parallel test suite,
@@ -90,8 +93,10 @@ def parse_args(p: argparse.ArgumentParser, quick: dict[str, object]) -> argparse
     )
     p.add_argument("--data-root", help="datasets folder (default: the config's data.root)")
     p.add_argument("--cache-dir", help="decoded-dataset cache (default: the config's)")
+    global _forked
     args = p.parse_args()
     if args.quick:
+        _forked = True
         torch.set_num_threads(1)
         for key, value in quick.items():
             if getattr(args, key) == p.get_default(key):  # an explicit flag wins
@@ -113,10 +118,19 @@ def compose_cfg(overrides: list[str]) -> DictConfig:
         return compose(config_name="train", overrides=overrides)
 
 
+def run_python(program: list[str]) -> subprocess.CompletedProcess:
+    """`python <program>` from the repository root, output captured (forked under --quick)."""
+    if _forked:
+        from ablate.run import forked
+
+        return forked.run(program, REPO_ROOT)
+    return subprocess.run([sys.executable, *program], cwd=REPO_ROOT, capture_output=True, text=True)
+
+
 def run_cli(overrides: list[str]) -> subprocess.CompletedProcess:
     """`python -m ablate.train <overrides>` from the repository root; exits with its error if it fails."""
     cmd = [sys.executable, "-m", "ablate.train", *overrides]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    proc = run_python(cmd[1:])
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"{' '.join(cmd)}\nexited {proc.returncode}")
