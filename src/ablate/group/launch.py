@@ -165,7 +165,7 @@ def launch_grouped(
         payloads = [cloudpickle.dumps((state, where, unit)) for unit in units]
         # each worker gets SIGTERM when the launcher's process ends (a kill -9 too): no worker
         # outlives its sweep; its group stops after its step, saved, as on its own SIGTERM
-        # (Ctrl-C and SIGTERM reach every worker of the group: ablate.run.parallel_stop)
+        # (a terminal's Ctrl-C reaches every worker: ablate.run.parallel_stop)
         pool = ProcessPoolExecutor(workers, mp_context=_worker_context(),
                                    initializer=_worker_start, initargs=(os.getpid(),))  # fmt: skip
         try:
@@ -218,9 +218,8 @@ def _unit_in_worker(payload: bytes) -> bytes:
     Singleton.set_state(state)
     try:
         return cloudpickle.dumps(run_stoppable(_run_unit, where, unit))
-    except (
-        SystemExit
-    ):  # SIGTERM (the launcher, killed, ends its workers so): saved, the worker ends
+    except SystemExit:
+        # SIGTERM (a killed launcher's workers get it): the unit saved; nobody waits for a value
         from ablate.run.checkpoint import EXIT_INTERRUPTED
 
         logging.shutdown()

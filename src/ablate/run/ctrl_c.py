@@ -45,9 +45,8 @@ class CtrlC:
         if current == signal.SIG_IGN:
             return  # started with Ctrl-C ignored (a background job of a script): leave it so
         self._trainer, self.received, self.hard, self.armed = trainer, False, False, True
-        if (
-            noted() == signal.SIGINT
-        ):  # a sweep's worker noted it before the fit: stop at once, saved
+        if noted() == signal.SIGINT:
+            # a sweep's worker noted Ctrl-C before the fit: stop after the first batch, saved
             self.received = True
             log.warning("Ctrl-C came before the fit: stopping after its first batch and saving")
         if current != self._on_sigint:  # Lightning's teardown puts back what it found: this one
