@@ -48,7 +48,7 @@ tensorboard:  ## serve ./logs on http://localhost:6006
 mlflow:  ## serve the logger=mlflow store logs/mlruns on http://localhost:5000 (make install EXTRAS=mlflow)
 	MLFLOW_ALLOW_FILE_STORE=true $(VENV)/bin/mlflow ui --backend-store-uri logs/mlruns --port 5000
 
-test:  ## the test suite (what CI runs): ~14-16 minutes on 2 CPU cores (goal: 12)
+test:  ## the test suite (what CI runs): ~12.5-13.5 minutes on 2 CPU cores (goal: 12)
 	$(PY) -m pytest -m "not slow" -q -n auto --dist worksteal
 
 test-all:  ## every test, including the slow ones
