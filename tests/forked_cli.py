@@ -49,10 +49,10 @@ def _terminal_child(program: list[str], cwd: str, env: dict[str, str], out: str,
     forked._child(program, cwd, env, None, None, False)
 
 
-class Started:
+class Started(forked.ForkedProgram):
     """`subprocess.Popen([python, *program], text=True, stdout=PIPE, stderr=PIPE or STDOUT,
-    start_new_session=...)` with Ctrl-C as in a terminal, forked as `run_program` forks: the part
-    of Popen's interface the tests use (pid, poll, wait, communicate, send_signal, kill)."""
+    start_new_session=...)` with Ctrl-C as in a terminal, forked as `run_program` forks: a
+    ForkedProgram (pid, poll, wait, send_signal, kill) whose output `communicate` returns."""
 
     def __init__(self, program: list[str], cwd: Path, env: dict[str, str],
                  merge_stderr: bool = False, new_session: bool = False) -> None:  # fmt: skip
@@ -66,31 +66,9 @@ class Started:
         self.pid = self._proc.pid
         self.args = ["python", *program]
 
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.exitcode
-
-    def poll(self) -> int | None:
-        """The exit status, or None while running."""
-        return self._proc.exitcode
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait for the exit (subprocess.TimeoutExpired after `timeout` seconds); its status."""
-        self._proc.join(timeout)
-        if self._proc.exitcode is None:
-            raise subprocess.TimeoutExpired(self.args, timeout or 0)
-        return self._proc.exitcode
-
     def communicate(self, timeout: float | None = None) -> tuple[str, str | None]:
         """Wait for the exit; its stdout and stderr (None when merged into stdout), as text."""
         self.wait(timeout)
         out = Path(self._out).read_text(errors="replace")
         err = None if self._err == self._out else Path(self._err).read_text(errors="replace")
         return out, err
-
-    def send_signal(self, sig: int) -> None:
-        if self._proc.exitcode is None:
-            os.kill(self.pid, sig)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
